@@ -1,0 +1,129 @@
+r"""Pretraining JARL on captioning + prefix-LM mixtures.
+
+Variants (select with `configs/pretrain.py:<variant>`):
+  demo  CPU-sized model on the built-in `shapes` world; trains in minutes on 2 cores.
+  base  paper-scale: ViT-B/16 at 224 px, 12-layer text encoder, 16 joint tokens.
+
+Commands:
+  python -m jarl.main --config=configs/pretrain.py:demo --workdir=/tmp/jarl_demo
+  python -m jarl.main --config=configs/pretrain.py:base --workdir=gs://BUCKET/jarl_base
+  python -m jarl.flops --config=configs/pretrain.py:base --config.model.fusion.type=concat
+"""
+import ml_collections
+
+VARIANTS = ("demo", "base")
+
+
+def _model(variant):
+  m = ml_collections.ConfigDict()
+  # Width/depth/heads/mlp of each tower come from the variant string unless set here.
+  m.vision = ml_collections.ConfigDict(dict(
+      variant="B/16", image_size=224, posemb="learn", width=None, depth=None,
+      mlp_dim=None, num_heads=None, scan=False, remat_policy="none", dropout=0.0,
+      # Vision-token reducer inside the ViT (`none`; ELIP comes with its own issue).
+      reducer="none"))
+  m.text = ml_collections.ConfigDict(dict(
+      variant="B", max_len=32, width=None, depth=None, mlp_dim=None, num_heads=None,
+      scan=False, remat_policy="none", dropout=0.0))
+  m.fusion = ml_collections.ConfigDict(dict(
+      type="jarl",            # jarl | concat | cross_attention
+      width=768,
+      num_heads=12,
+      mlp_dim=3072,
+      num_tokens=16,          # M joint tokens
+      layers_per_iteration=2,  # n transformer layers refining Z_k
+      # One tap per iteration (K = len(taps)); depth d = output of encoder block d (1-based).
+      vision_taps=(3, 6, 9, 12),
+      text_taps=(3, 6, 9, 12),
+      reducer="tokenlearner_v11",  # tokenlearner_v11 | tokenlearner_v1
+      reducer_hidden=64,
+      dropout=0.0))
+  m.decoder = ml_collections.ConfigDict(dict(
+      width=768, depth=6, num_heads=12, mlp_dim=3072, max_len=32, dropout=0.0))
+  m.vocab_size = 32_000
+  m.dtype = "float32"  # compute dtype; params stay float32. `bfloat16` on TPU/GPU.
+
+  if variant == "demo":
+    m.vision.update(variant="Ti/8", image_size=64, width=96, depth=4, mlp_dim=256,
+                    num_heads=4)
+    m.text.update(variant="Ti", max_len=24, width=96, depth=2, mlp_dim=256, num_heads=4)
+    m.fusion.update(width=96, num_heads=4, mlp_dim=256, num_tokens=8,
+                    layers_per_iteration=1, vision_taps=(2, 4), text_taps=(1, 2))
+    m.decoder.update(width=96, depth=2, num_heads=4, mlp_dim=256, max_len=24)
+    m.vocab_size = 256
+  return m
+
+
+def _data(variant):
+  d = ml_collections.ConfigDict()
+  if variant == "demo":
+    d.image_size = 64
+    d.tokenizer = "shapes"  # the built-in SentencePiece model; else a path to a .model
+    d.sources = [
+        dict(name="caption", source="shapes:train", task="caption", weight=1.0),
+        dict(name="prefix_lm", source="shapes:train", task="prefix_lm", weight=1.0),
+    ]
+  else:
+    d.image_size = 224
+    d.tokenizer = "gs://BUCKET/spm/c4_en_32k.model"
+    d.sources = [
+        dict(name="cc12m_caption", source="arrayrecord:gs://BUCKET/cc12m/*.arrayrecord",
+             task="caption", weight=1.0),
+        dict(name="cc12m_prefix_lm", source="arrayrecord:gs://BUCKET/cc12m/*.arrayrecord",
+             task="prefix_lm", weight=1.0),
+    ]
+  d.text_len = 24 if variant == "demo" else 32
+  d.target_len = 24 if variant == "demo" else 32
+  d.shuffle_seed = 0
+  d.num_workers = 0 if variant == "demo" else 8  # Grain mp_prefetch worker processes
+  d.augment = True
+  d.sampling = ml_collections.ConfigDict(dict(
+      policy="loss",        # static | loss | learning_progress
+      update_every=50,      # T: steps between weight updates
+      tau=1.0, epsilon=0.05, smoothing=0.9))
+  return d
+
+
+def get_config(arg=None):
+  variant = arg or "base"
+  if variant not in VARIANTS:
+    raise ValueError(f"configs/pretrain.py:{variant}: unknown variant; choose from {VARIANTS}")
+  c = ml_collections.ConfigDict()
+  c.variant = variant
+  c.seed = 0
+  c.model = _model(variant)
+  c.data = _data(variant)
+
+  demo = variant == "demo"
+  c.global_batch_size = 32 if demo else 4096
+  c.total_steps = 1500 if demo else 100_000
+  c.log_every_steps = 25 if demo else 100
+  c.ckpt_every_steps = 250 if demo else 2000
+  c.keep_checkpoints = 3
+  c.init_from = ""
+  c.skip_nonfinite = False
+
+  c.optimizer = ml_collections.ConfigDict(dict(
+      learning_rate=1e-3 if demo else 1e-3, warmup_steps=100 if demo else 10_000,
+      weight_decay=1e-4, b1=0.9, b2=0.999, clip_norm=1.0, grad_accum_steps=1,
+      label_smoothing=0.0))
+
+  # ('axis', size): -1 takes the remaining devices.
+  c.mesh = [("data", -1), ("fsdp", 1), ("model", 1)]
+  # Logical axis name -> mesh axes (flax logical partitioning rules).
+  c.logical_axis_rules = [
+      ("batch", ("data", "fsdp")),
+      ("embed", "fsdp"),
+      ("mlp", "model"),
+      ("heads", "model"),
+      ("kv", None),
+      ("vocab", "model"),
+      ("length", None),
+      ("joint", None),
+  ]
+
+  c.evals = ml_collections.ConfigDict()
+  c.evals.val = dict(type="loss", source="shapes:validation" if demo else c.data.sources[0]["source"],
+                     task="caption", every_steps=250 if demo else 5000,
+                     num_examples=512 if demo else 10_000, batch_size=64 if demo else 1024)
+  return c
