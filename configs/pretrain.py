@@ -100,8 +100,9 @@ def get_config(arg=None):
   c.log_every_steps = 25 if demo else 100
   c.ckpt_every_steps = 250 if demo else 2000
   c.keep_checkpoints = 3
-  c.init_from = ""
-  c.skip_nonfinite = False
+  c.init_from = ""          # workdir or step dir of another run: load its params only
+  c.skip_nonfinite = False  # True: drop non-finite updates; False: stop with an error
+  c.profile_steps = 0       # > 0: trace this many steps into the workdir (TensorBoard)
 
   c.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=1e-3 if demo else 1e-3, warmup_steps=100 if demo else 10_000,

@@ -1,0 +1,28 @@
+"""Evaluators by name: `config.evals.<name>.type` picks the class here."""
+from jarl.evaluation import loss
+
+EVALUATORS = {
+    "loss": loss.LossEvaluator,
+}
+
+REQUIRED_KEYS = ("type", "every_steps", "batch_size")
+
+
+def make_evaluators(config, *, model, mesh, param_shardings) -> list:
+  """One evaluator per entry of `config.evals`; bad entries fail here, before compiling."""
+  evaluators = []
+  for name, eval_config in sorted(config.evals.items()):
+    eval_config = dict(eval_config)
+    for key in REQUIRED_KEYS:
+      if key not in eval_config:
+        raise ValueError(f"config.evals.{name}: missing key '{key}'")
+    kind = eval_config["type"]
+    if kind not in EVALUATORS:
+      raise ValueError(f"config.evals.{name}.type={kind!r}: unknown; choose from "
+                       f"{sorted(EVALUATORS)}")
+    if int(eval_config["every_steps"]) < 1:
+      raise ValueError(f"config.evals.{name}.every_steps={eval_config['every_steps']}: "
+                       "must be >= 1")
+    evaluators.append(EVALUATORS[kind](name, eval_config, config=config, model=model,
+                                       mesh=mesh, param_shardings=param_shardings))
+  return evaluators

@@ -1,0 +1,214 @@
+"""Training and evaluation loop: `train_and_evaluate(config, workdir)`.
+
+One jitted, donated, sharded train step over a `jax.sharding.Mesh`; Orbax checkpoints
+with automatic resume; clu metric writers; periodic evaluators from `config.evals`.
+"""
+import functools
+import time
+import zlib
+
+from absl import logging
+from clu import periodic_actions
+import flax.linen as nn
+import jax
+from jax.sharding import NamedSharding, PartitionSpec
+import numpy as np
+
+from jarl import checkpoint
+from jarl import config_checks
+from jarl import metrics_writer
+from jarl import optim
+from jarl import preemption
+from jarl import sharding
+from jarl import train_step as train_step_lib
+from jarl.data import pipeline
+from jarl.data import tokenizer
+from jarl.evaluation import registry
+from jarl.models import model as model_lib
+
+
+def _abstract_batch(local_batch: dict, global_batch_size: int, batch_sharding) -> dict:
+  return {k: jax.ShapeDtypeStruct((global_batch_size,) + v.shape[1:], v.dtype,
+                                  sharding=batch_sharding) for k, v in local_batch.items()}
+
+
+def _compiled_flops(compiled) -> float:
+  """FLOPs of one step on one device, from XLA's cost analysis (0 when unavailable)."""
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get("flops", 0.0))
+
+
+def _initial_state(config, model, tx, mesh, state_sharding, abstract_state):
+  """Fresh sharded state (initialised directly in its shards), then `config.init_from`."""
+  dummy = model_lib.dummy_batch(config.model, 1)
+  init = lambda rng: nn.unbox(train_step_lib.init_state(model, tx, dummy, rng))
+  state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
+  if not config.init_from:
+    return state
+  loaded, report = checkpoint.load_params(config.init_from, abstract_state.params)
+  logging.info("init_from %s: loaded %d leaves; missing %s; unexpected %s; mismatched %s",
+               config.init_from, len(loaded), report["missing"], report["unexpected"],
+               report["mismatched"])
+  if not loaded:
+    raise ValueError(f"config.init_from={config.init_from!r}: no parameter matches the "
+                     f"model (mismatched: {report['mismatched'][:5]})")
+
+  def take(path, fresh, spec):
+    key = jax.tree_util.keystr(path)
+    return jax.device_put(loaded[key], spec.sharding) if key in loaded else fresh
+
+  params = jax.tree_util.tree_map_with_path(take, state.params, abstract_state.params)
+  return state.replace(params=params)
+
+
+def _dataset_names(config) -> list[str]:
+  return [str(s.get("name", i)) for i, s in enumerate(config.data.get("sources", []))]
+
+
+def train_and_evaluate(config, workdir: str) -> train_step_lib.TrainState:
+  """Trains `config.total_steps` steps (resuming from `workdir`), evaluating periodically.
+
+  Returns the final train state. On SIGTERM it saves at the next step boundary and
+  returns early; on non-finite loss or gradients it raises FloatingPointError naming
+  the step and the last good checkpoint (unless `config.skip_nonfinite`).
+  """
+  # ---- Build and check everything before compiling anything. ----
+  mesh = sharding.make_mesh(config.mesh)
+  sharding.check_rules(config.logical_axis_rules, mesh)
+  config_checks.check_training(config, sharding.batch_shards(mesh, config.logical_axis_rules))
+  model = model_lib.build(config.model)
+  tok = tokenizer.load(config.data.tokenizer)
+  if tok.vocab_size != config.model.vocab_size:
+    raise ValueError(f"config.model.vocab_size={config.model.vocab_size} but tokenizer "
+                     f"config.data.tokenizer={config.data.tokenizer!r} has "
+                     f"{tok.vocab_size} pieces")
+  schedule = optim.learning_rate_schedule(config.optimizer, config.total_steps)
+  tx = optim.make_optimizer(config.optimizer, config.total_steps)
+  batch_sharding = sharding.batch_sharding(mesh, config.logical_axis_rules)
+  replicated = NamedSharding(mesh, PartitionSpec())
+
+  with jax.set_mesh(mesh):
+    # ---- Abstract state: shapes + shardings from the boxed logical names. ----
+    dummy = model_lib.dummy_batch(config.model, 1)
+    boxed = jax.eval_shape(functools.partial(train_step_lib.init_state, model, tx, dummy),
+                           jax.random.key(config.seed))
+    state_sharding = sharding.tree_shardings(boxed, mesh, config.logical_axis_rules)
+    abstract_state = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+        nn.unbox(boxed), state_sharding)
+    evaluators = registry.make_evaluators(config, model=model, mesh=mesh,
+                                          param_shardings=state_sharding.params)
+
+    # ---- Resume or initialise. ----
+    ckpt = checkpoint.Checkpointer(workdir, every_steps=config.ckpt_every_steps,
+                                   keep=config.keep_checkpoints)
+    train_data = pipeline.make_train_data(
+        config.data, global_batch_size=config.global_batch_size, seed=config.seed,
+        process_index=jax.process_index(), process_count=jax.process_count())
+    writer = metrics_writer.make_writer(workdir)
+    flag = preemption.PreemptionFlag()
+    try:
+      resumed = ckpt.restore_latest(abstract_state)
+      if resumed:
+        start_step, state, data_state = resumed
+        train_data.set_state(data_state)
+        logging.info("Resumed from %s at step %d.", ckpt.directory, start_step)
+      else:
+        start_step = 0
+        state = _initial_state(config, model, tx, mesh, state_sharding, abstract_state)
+        writer.write_scalars(0, {k: v for e in evaluators for k, v in e.run(state.params).items()})
+
+      # ---- Compile the step once, ahead of time. ----
+      local_batch = next(train_data)
+      metric_sharding = dict(loss=replicated, per_example_loss=batch_sharding,
+                             dataset_id=batch_sharding, grad_norm=replicated,
+                             param_norm=replicated, learning_rate=replicated,
+                             finite=replicated)
+      step_fn = jax.jit(
+          train_step_lib.make_train_step(model, tx, schedule, config),
+          in_shardings=(state_sharding, batch_sharding),
+          out_shardings=(state_sharding, metric_sharding), donate_argnums=0)
+      compiled = step_fn.lower(
+          abstract_state,
+          _abstract_batch(local_batch, config.global_batch_size, batch_sharding)).compile()
+      flops_per_step = _compiled_flops(compiled) * mesh.size
+      logging.info("Train step compiled: %.3g FLOPs per step (XLA cost analysis).",
+                   flops_per_step)
+
+      state = _train_loop(config, state, start_step, local_batch, compiled, train_data,
+                          ckpt, writer, flag, evaluators, batch_sharding, flops_per_step)
+    finally:
+      flag.restore_handler()
+      ckpt.close()
+      train_data.close()
+      writer.flush()
+      writer.close()
+  return state
+
+
+def _train_loop(config, state, start_step, local_batch, compiled, train_data, ckpt, writer,
+                flag, evaluators, batch_sharding, flops_per_step):
+  """Steps start_step+1 .. total_steps; `local_batch` is the batch for the first one."""
+  names = _dataset_names(config)
+  report = periodic_actions.ReportProgress(
+      num_train_steps=config.total_steps, writer=writer, every_steps=config.log_every_steps,
+      every_secs=None)
+  hooks = [report]
+  if config.profile_steps:
+    hooks.append(periodic_actions.Profile(logdir=ckpt.directory.parent, every_secs=None,
+                                          num_profile_steps=config.profile_steps,
+                                          first_profile=start_step + 5))
+  per_dataset = {}  # dataset id -> [loss sum, count] since the last log
+  skipped, last_log_time, last_log_step = 0, time.time(), start_step
+  for step in range(start_step + 1, config.total_steps + 1):
+    if step > start_step + 1:
+      local_batch = next(train_data)
+    with jax.profiler.StepTraceAnnotation("train", step_num=step):
+      state, metrics = compiled(state, sharding.global_batch(local_batch, batch_sharding))
+    per_example = sharding.local_rows(metrics["per_example_loss"])
+    train_data.update(dataset_id=local_batch["dataset_id"], loss=per_example, step=step)
+    if not bool(metrics["finite"]):
+      if not config.skip_nonfinite:
+        ckpt.wait()
+        raise FloatingPointError(
+            f"Non-finite loss or gradients at step {step} (loss={float(metrics['loss'])}, "
+            f"grad_norm={float(metrics['grad_norm'])}); last good checkpoint: "
+            f"{ckpt.directory / str(ckpt.latest_step()) if ckpt.latest_step() else 'none'}. "
+            "Set config.skip_nonfinite=True to drop such updates instead.")
+      skipped += 1
+    for d, loss in zip(local_batch["dataset_id"][local_batch["mask"]],
+                       per_example[local_batch["mask"]]):
+      acc = per_dataset.setdefault(int(d), [0.0, 0])
+      acc[0] += float(loss)
+      acc[1] += 1
+    for hook in hooks:
+      hook(step)
+
+    if step % config.log_every_steps == 0 or step == config.total_steps:
+      elapsed = max(time.time() - last_log_time, 1e-9)
+      steps_done = step - last_log_step
+      scalars = {f"train/{k}": float(metrics[k])
+                 for k in ("loss", "grad_norm", "param_norm", "learning_rate")}
+      scalars.update({f"train/loss_{names[d] if d < len(names) else d}": s / max(n, 1)
+                      for d, (s, n) in per_dataset.items()})
+      scalars.update({f"data/{k}": float(v) for k, v in train_data.stats().items()})
+      scalars["data/batch_crc32"] = float(zlib.crc32(np.ascontiguousarray(local_batch["target"])))
+      scalars["train/skipped_nonfinite"] = float(skipped)
+      scalars["perf/examples_per_s"] = config.global_batch_size * steps_done / elapsed
+      scalars["perf/tflops_per_s"] = flops_per_step * steps_done / elapsed / 1e12
+      writer.write_scalars(step, scalars)
+      per_dataset, last_log_time, last_log_step = {}, time.time(), step
+
+    preempted = flag.requested()
+    if ckpt.should_save(step, config.total_steps) or preempted:
+      ckpt.save(step, state, train_data.get_state())
+    for evaluator in evaluators:
+      if step % evaluator.every_steps == 0 or step == config.total_steps:
+        writer.write_scalars(step, evaluator.run(state.params))
+    writer.flush()
+    if preempted:
+      logging.warning("Preempted: saved step %d to %s; exiting.", step, ckpt.directory)
+      break
+  return state

@@ -1,0 +1,99 @@
+"""Train state, its initialisation and the (jit-able) training step."""
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jarl import losses
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 [], number of updates applied
+  params: Any
+  opt_state: Any
+
+
+def init_state(model: nn.Module, tx: optax.GradientTransformation, dummy_batch: dict,
+               rng: jax.Array) -> TrainState:
+  """Fresh state. Leaves stay boxed (`nn.LogicallyPartitioned`) so that under
+  `jax.eval_shape` the logical axis names reach the optimizer moments too; unbox with
+  `nn.unbox` for the real arrays.
+  """
+  params_rng, dropout_rng = jax.random.split(rng)
+  variables = model.init({"params": params_rng, "dropout": dropout_rng},
+                         dummy_batch["image"], dummy_batch["text"], dummy_batch["target"],
+                         train=False)
+  params = variables["params"]
+  return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, config):
+  """Returns `train_step(state, batch) -> (state, metrics)`.
+
+  batch: image [B,H,W,3] f32, text [B,Lt] i32, target [B,Ld] i32, dataset_id [B] i32,
+  mask [B] bool. metrics: loss [] (token mean over the batch), per_example_loss [B] and
+  dataset_id [B] (for the adaptive sampler), grad_norm, param_norm, learning_rate,
+  finite (bool: loss and gradients are finite; with `config.skip_nonfinite` a
+  non-finite update is dropped).
+  """
+  accum = config.optimizer.grad_accum_steps
+  smoothing = config.optimizer.label_smoothing
+  skip_nonfinite = config.skip_nonfinite
+  base_rng = jax.random.key(config.seed)
+
+  def summed_loss(params, batch, rng):
+    logits, _ = model.apply({"params": params}, batch["image"], batch["text"],
+                            batch["target"], train=True, rngs={"dropout": rng})
+    loss_sum, count = losses.token_cross_entropy(logits, batch["target"], batch["mask"],
+                                                 smoothing)
+    return jnp.sum(loss_sum), (loss_sum, count)
+
+  grad_fn = jax.grad(summed_loss, has_aux=True)
+
+  def accumulated_grads(params, batch, rng):
+    # Micro-batch a holds rows a, a+accum, ...: each device's contiguous block of the
+    # batch splits locally, so no example moves between devices.
+    micro = jax.tree.map(
+        lambda x: x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1), batch)
+
+    def body(grad_sum, xs):
+      mb, index = xs
+      grads, aux = grad_fn(params, mb, jax.random.fold_in(rng, index))
+      return jax.tree.map(jnp.add, grad_sum, grads), aux
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    grads, (loss_sum, count) = jax.lax.scan(body, zeros, (micro, jnp.arange(accum)))
+    unsplit = lambda x: x.swapaxes(0, 1).reshape(-1)
+    return grads, (unsplit(loss_sum), unsplit(count))
+
+  def train_step(state: TrainState, batch: dict):
+    rng = jax.random.fold_in(base_rng, state.step)
+    if accum == 1:
+      grads, (loss_sum, count) = grad_fn(state.params, batch, rng)
+    else:
+      grads, (loss_sum, count) = accumulated_grads(state.params, batch, rng)
+    # Normalise once by the batch's token count: identical for any accumulation split.
+    total = jnp.maximum(jnp.sum(count), 1.0)
+    grads = jax.tree.map(lambda g: g / total, grads)
+    loss = jnp.sum(loss_sum) / total
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    if skip_nonfinite:
+      keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+      params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    metrics = dict(
+        loss=loss, per_example_loss=loss_sum / jnp.maximum(count, 1.0),
+        dataset_id=batch["dataset_id"], grad_norm=grad_norm,
+        param_norm=optax.global_norm(params), learning_rate=schedule(state.step),
+        finite=finite)
+    return new_state, metrics
+
+  return train_step
