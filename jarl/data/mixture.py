@@ -1,0 +1,143 @@
+"""Mixing sources with weights that adapt to the training signal (our design).
+
+The paper says pre-training data sampling is adaptive but gives no formula. Ours: the
+trainer reports per-example losses with their dataset id; every `update_every` steps the
+mixer turns the window's mean loss per source into a smoothed loss s_i (EMA with
+`smoothing`) and sets
+
+    static             p_i ∝ w_i                          (config weights)
+    loss               p_i ∝ w_i * s_i ** tau             (spend more on what is hard)
+    learning_progress  p_i ∝ w_i * max(s_i' - s_i, 0)     (s_i' = previous update's s_i:
+                                                           spend where loss still falls)
+    weights = epsilon + (1 - n * epsilon) * p             (floor: no source starves)
+
+Sources are drawn per example with a counter-based RNG, key (seed, process, draw count),
+so the whole state is a handful of numbers and a restored mixer repeats its draws exactly.
+"""
+import numpy as np
+
+POLICIES = ("static", "loss", "learning_progress")
+
+
+def policy_weights(policy: str, base: np.ndarray, smoothed: np.ndarray,
+                   previous: np.ndarray, *, tau: float, epsilon: float) -> np.ndarray:
+  """Mixture weights [n] from config weights `base` [n] and smoothed losses [n].
+
+  NaN in `smoothed`/`previous` marks "no loss seen yet": such sources get the mean of the
+  known scores, so they are neither favoured nor starved before their first report.
+  """
+  n = len(base)
+  if policy == "static":
+    score = np.ones(n)
+  elif policy == "loss":
+    score = np.power(np.maximum(smoothed, 0.0), tau)
+  elif policy == "learning_progress":
+    score = np.maximum(previous - smoothed, 0.0)
+  else:
+    raise ValueError(f"config.data.sampling.policy={policy!r}: choose from {POLICIES}")
+  known = np.isfinite(score)
+  if not known.any():
+    score = np.ones(n)
+  else:
+    score = np.where(known, score, score[known].mean())
+  p = base * score
+  if p.sum() <= 0:  # e.g. no source made progress: fall back to the config weights
+    p = base.astype(np.float64)
+  p = p / p.sum()
+  return epsilon + (1.0 - n * epsilon) * p
+
+
+class Mixer:
+  """Chooses the source of each example; adapts its weights from reported losses."""
+
+  def __init__(self, names: list[str], weights: list[float], *, policy: str = "static",
+               update_every: int = 50, tau: float = 1.0, epsilon: float = 0.0,
+               smoothing: float = 0.9, seed: int = 0, process_index: int = 0):
+    n = len(names)
+    base = np.asarray(weights, np.float64)
+    if n == 0:
+      raise ValueError("config.data.sources is empty")
+    if (base < 0).any() or base.sum() <= 0:
+      raise ValueError(f"config.data.sources weights={list(weights)}: need >= 0 with a positive sum")
+    if policy not in POLICIES:
+      raise ValueError(f"config.data.sampling.policy={policy!r}: choose from {POLICIES}")
+    if not 0 <= epsilon * n <= 1:
+      raise ValueError(f"config.data.sampling.epsilon={epsilon}: needs 0 <= epsilon <= 1/{n} "
+                       f"for {n} sources")
+    if update_every < 1:
+      raise ValueError(f"config.data.sampling.update_every={update_every}: must be >= 1")
+    self.names, self.base = list(names), base / base.sum()
+    self.policy, self.update_every, self.tau = policy, int(update_every), float(tau)
+    self.epsilon, self.smoothing = float(epsilon), float(smoothing)
+    self.seed, self.process_index = int(seed), int(process_index)
+    self.weights = policy_weights("static", self.base, self.base, self.base, tau=1.0,
+                                  epsilon=self.epsilon)
+    self.smoothed = np.full(n, np.nan)
+    self.previous = np.full(n, np.nan)
+    self._sum = np.zeros(n)
+    self._count = np.zeros(n)
+    self.last_update_step = 0
+    self.num_updates = 0
+    self.draws = 0
+
+  def choose(self, num: int) -> np.ndarray:
+    """Source ids int32 [num] for the next `num` examples."""
+    rng = np.random.default_rng([self.seed, self.process_index, self.draws])
+    self.draws += 1
+    cdf = np.cumsum(self.weights)
+    ids = np.searchsorted(cdf / cdf[-1], rng.random(num), side="right")
+    return np.minimum(ids, len(self.names) - 1).astype(np.int32)
+
+  def update(self, dataset_id: np.ndarray, loss: np.ndarray, step: int) -> bool:
+    """Adds per-example losses [B] of `step`; recomputes weights every update_every steps.
+
+    Returns True when the weights changed. Non-finite losses and ids outside the source
+    list (e.g. 0-masked padding with id -1) are ignored.
+    """
+    ids = np.asarray(dataset_id).reshape(-1).astype(np.int64)
+    loss = np.asarray(loss, np.float64).reshape(-1)
+    ok = (ids >= 0) & (ids < len(self.names)) & np.isfinite(loss)
+    np.add.at(self._sum, ids[ok], loss[ok])
+    np.add.at(self._count, ids[ok], 1)
+    if step - self.last_update_step < self.update_every:
+      return False
+    seen = self._count > 0
+    mean = np.where(seen, self._sum / np.maximum(self._count, 1), np.nan)
+    self.previous = self.smoothed.copy()
+    first = seen & ~np.isfinite(self.smoothed)
+    blend = self.smoothing * self.smoothed + (1 - self.smoothing) * mean
+    self.smoothed = np.where(first, mean, np.where(seen, blend, self.smoothed))
+    self.weights = policy_weights(self.policy, self.base, self.smoothed, self.previous,
+                                  tau=self.tau, epsilon=self.epsilon)
+    self._sum[:] = 0
+    self._count[:] = 0
+    self.last_update_step = int(step)
+    self.num_updates += 1
+    return True
+
+  def stats(self) -> dict[str, float]:
+    out = {}
+    for i, name in enumerate(self.names):
+      out[f"data/weight/{name}"] = float(self.weights[i])
+      if np.isfinite(self.smoothed[i]):
+        out[f"data/smoothed_loss/{name}"] = float(self.smoothed[i])
+    return out
+
+  def get_state(self) -> dict:
+    """JSON-serialisable; NaN ("not seen yet") is stored as None."""
+    floats = lambda a: [None if not np.isfinite(v) else float(v) for v in a]  # pylint: disable=unnecessary-lambda-assignment
+    return dict(names=self.names, weights=floats(self.weights), smoothed=floats(self.smoothed),
+                previous=floats(self.previous), window_sum=floats(self._sum),
+                window_count=floats(self._count), last_update_step=self.last_update_step,
+                num_updates=self.num_updates, draws=self.draws)
+
+  def set_state(self, state: dict):
+    if list(state["names"]) != self.names:
+      raise ValueError(f"mixer state is for sources {state['names']}, but "
+                       f"config.data.sources names are {self.names}")
+    arr = lambda a: np.array([np.nan if v is None else v for v in a], np.float64)  # pylint: disable=unnecessary-lambda-assignment
+    self.weights, self.smoothed = arr(state["weights"]), arr(state["smoothed"])
+    self.previous = arr(state["previous"])
+    self._sum, self._count = arr(state["window_sum"]), arr(state["window_count"])
+    self.last_update_step = int(state["last_update_step"])
+    self.num_updates, self.draws = int(state["num_updates"]), int(state["draws"])

@@ -1,0 +1,396 @@
+"""Per-process Grain pipelines: training (mixed, adaptive, checkpointable) and evaluation.
+
+Per training source:  MapDataset.source -> shard (process_index::process_count) ->
+shuffle(seed) -> repeat -> random_map(decode, crop/flip, tokenize) -> to_iter_dataset ->
+batch(CHUNK) -> mp_prefetch(num_workers).  The Mixer (main process) then picks the source
+of every row of the batch and takes the next example from that source's chunk stream.
+Mixing happens after prefetch, in the main process, because the weights depend on losses
+the trainer reports step by step.
+
+Bad records never raise inside the workers: the map emits a row with `skip` = reason code
+and zero arrays (so chunks keep one structure); the main process drops and counts them.
+
+Batches (per process, B = global_batch_size // process_count):
+    image      float32 [B, S, S, 3] in [-1, 1]     S = config.data.image_size
+    text       int32   [B, text_len]              encoder ids, 0-padded
+    target     int32   [B, target_len]            decoder ids ending with eos, 0-padded
+    dataset_id int32   [B]                        index into config.data.sources (eval: 0)
+    mask       bool    [B]                        False on eval padding rows
+    answers    object  [B]                        eval batches of task vqa only: list[str]
+"""
+import io
+import re
+
+import grain
+import numpy as np
+from PIL import Image
+
+from jarl.data import mixture, sources, tasks, tokenizer
+
+SKIP_REASONS = ("bad_record", "bad_image", "missing_field", "empty_text")
+# Examples per worker->main transfer: amortises IPC, small enough that a rarely chosen
+# source holds little memory. Part of the data order, so changing it changes the batches.
+CHUNK = 16
+MIN_CROP = 0.9  # training crops keep >= 90% of each side (shapes.MARGIN keeps objects whole)
+_LEFT_RIGHT = re.compile(r"\b(left|right)\b")
+
+
+def _seed(*parts: int) -> int:
+  """A 32-bit seed from integers (Grain's shuffle/random_map need < 2**32)."""
+  return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def _swap_left_right(text: str) -> str:
+  # A mirrored picture makes "left of" false; swapping keeps every text true.
+  return _LEFT_RIGHT.sub(lambda m: "right" if m.group(1) == "left" else "left", text)
+
+
+def load_image(image) -> np.ndarray:
+  """Encoded bytes or an array as uint8 [H, W, 3]; raises on anything undecodable."""
+  if isinstance(image, (bytes, bytearray, memoryview, np.bytes_)):
+    with Image.open(io.BytesIO(bytes(image))) as pil:
+      return np.asarray(pil.convert("RGB"))
+  arr = np.asarray(image)
+  if arr.ndim == 2:
+    arr = arr[..., None]
+  if arr.ndim != 3 or arr.shape[-1] not in (1, 3) or arr.dtype != np.uint8 or 0 in arr.shape:
+    raise ValueError(f"image array of shape {arr.shape} and dtype {arr.dtype}")
+  return np.broadcast_to(arr, arr.shape[:2] + (3,))
+
+
+def preprocess_image(image: np.ndarray, size: int, rng: np.random.Generator | None):
+  """uint8 [H, W, 3] -> (float32 [size, size, 3] in [-1, 1], flipped).
+
+  With `rng` (training augmentation): a random crop keeping >= MIN_CROP of each side and
+  a horizontal flip with probability 1/2. Without: the whole image, resized.
+  """
+  flipped = False
+  h, w, _ = image.shape
+  if rng is not None:
+    f = rng.uniform(MIN_CROP, 1.0)
+    ch, cw = max(1, round(f * h)), max(1, round(f * w))
+    y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+    image = image[y:y + ch, x:x + cw]
+    flipped = bool(rng.random() < 0.5)
+  if image.shape[:2] != (size, size):
+    image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(
+        (size, size), Image.BILINEAR))
+  if flipped:
+    image = image[:, ::-1]
+  return image.astype(np.float32) * (2.0 / 255.0) - 1.0, flipped
+
+
+class Prepare:
+  """random_map transform: raw example -> fixed-structure model example.
+
+  Picklable (mp_prefetch ships it to workers); the tokenizer loads lazily in each process.
+  Output: image, text, target (as in the batch), `skip` int32 (0 = usable, else
+  1 + index into SKIP_REASONS), `truncated` bool, `index` int64 (record position), and
+  with keep_answers the reference strings `answers`.
+  """
+
+  def __init__(self, task: str, tokenizer_spec: str, *, image_size: int, text_len: int,
+               target_len: int, augment: bool, keep_answers: bool = False, where: str = "task"):
+    self.task_fn = tasks.get(task, where)
+    self.tokenizer_spec, self.image_size = tokenizer_spec, image_size
+    self.text_len, self.target_len = text_len, target_len
+    self.augment, self.keep_answers = augment, keep_answers
+    self._tok = None
+
+  def __getstate__(self):
+    return {**self.__dict__, "_tok": None}
+
+  def _empty(self, reason: str, index: int) -> dict:
+    s = self.image_size
+    out = dict(image=np.zeros([s, s, 3], np.float32), text=np.zeros([self.text_len], np.int32),
+               target=np.zeros([self.target_len], np.int32),
+               skip=np.int32(1 + SKIP_REASONS.index(reason)), truncated=False,
+               index=np.int64(index))
+    if self.keep_answers:
+      out["answers"] = []
+    return out
+
+  def __call__(self, raw: dict, rng: np.random.Generator) -> dict:
+    if self._tok is None:
+      self._tok = tokenizer.load(self.tokenizer_spec)
+    index = int(raw.get("index", -1))
+    if "_skip" in raw:
+      return self._empty(raw["_skip"], index)
+    try:
+      ex = self.task_fn(raw, rng)
+    except tasks.SkipExample as e:
+      return self._empty(e.reason, index)
+    if raw.get("image") is None:
+      return self._empty("missing_field", index)
+    try:
+      image, flipped = preprocess_image(load_image(raw["image"]), self.image_size,
+                                        rng if self.augment else None)
+    except Exception:  # pylint: disable=broad-except
+      return self._empty("bad_image", index)
+    text, target = ex["text"], ex["target"]
+    if flipped:
+      text, target = _swap_left_right(text), _swap_left_right(target)
+    text_ids, t1 = self._tok.encode_fixed(text, self.text_len, add_eos=False)
+    target_ids, t2 = self._tok.encode_fixed(target, self.target_len, add_eos=True)
+    out = dict(image=image, text=text_ids, target=target_ids, skip=np.int32(0),
+               truncated=t1 or t2, index=np.int64(index))
+    if self.keep_answers:
+      out["answers"] = [_swap_left_right(a) for a in ex["answers"]] if flipped else ex["answers"]
+    return out
+
+
+def _source_for(data_config, spec: str, where: str):
+  return sources.make_source(spec, image_size=data_config.image_size, where=where,
+                             tfds_data_dir=data_config.get("tfds_data_dir", None))
+
+
+def _prepare_for(data_config, task: str, *, train: bool, where: str, keep_answers=False):
+  return Prepare(task, data_config.tokenizer, image_size=data_config.image_size,
+                 text_len=data_config.text_len, target_len=data_config.target_len,
+                 augment=train and bool(data_config.get("augment", False)),
+                 keep_answers=keep_answers, where=where)
+
+
+def _read_options(data_config):
+  return grain.ReadOptions(num_threads=int(data_config.get("read_threads", 0)),
+                           prefetch_buffer_size=4 * CHUNK)
+
+
+def _prefetch(ds: grain.IterDataset, data_config) -> grain.IterDataset:
+  workers = int(data_config.get("num_workers", 0))
+  if workers > 0:
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+  return ds
+
+
+def train_source_dataset(data_config, i: int, *, seed: int, process_index: int,
+                         process_count: int) -> tuple[grain.IterDataset, int]:
+  """Infinite chunks (dicts of [CHUNK, ...] arrays) of config.data.sources[i] for this
+  process, and the number of records in this process's shard."""
+  cfg = data_config.sources[i]
+  where = f"config.data.sources[{i}]"
+  src = _source_for(data_config, cfg["source"], f"{where}.source")
+  ds = grain.MapDataset.source(src)[process_index::process_count]
+  if len(ds) == 0:
+    raise ValueError(f"{where}.source={cfg['source']!r} ({src!r}) has {len(src)} records: "
+                     f"nothing for process {process_index} of {process_count}")
+  base = int(data_config.get("shuffle_seed", 0))
+  shard_len = len(ds)
+  ds = ds.shuffle(seed=_seed(base, seed, i, 0)).repeat()
+  prepare = _prepare_for(data_config, cfg["task"], train=True, where=f"{where}.task")
+  ds = ds.random_map(prepare, seed=_seed(base, seed, i, 1))
+  ds = ds.to_iter_dataset(_read_options(data_config)).batch(CHUNK)
+  return _prefetch(ds, data_config), shard_len
+
+
+class _Stream:
+  """One source's chunk iterator, read row by row; skips and counts unusable rows.
+
+  State = the Grain iterator state *before* the current chunk + the row position in it:
+  restoring re-reads that chunk (Grain is deterministic) and resumes at the same row.
+  """
+
+  def __init__(self, name: str, where: str, dataset: grain.IterDataset, shard_len: int):
+    self.name, self.where = name, where
+    self._it = iter(dataset)
+    self._state = self._it.get_state()
+    self._chunk, self._pos, self._resume = None, 0, 0
+    # More unusable rows in a row than the shard holds (capped) means nothing is usable.
+    self._limit = max(1, min(shard_len, 1000))
+    self.skipped = dict.fromkeys(SKIP_REASONS, 0)
+    self.truncated = 0
+    self.examples = 0
+
+  def next(self) -> tuple[dict, int]:
+    """(chunk, row) of the next usable example."""
+    bad = 0
+    while True:
+      if self._chunk is None or self._pos >= len(self._chunk["skip"]):
+        self._state = self._it.get_state()
+        self._chunk, self._pos, self._resume = next(self._it), self._resume, 0
+      row = self._pos
+      self._pos += 1
+      code = int(self._chunk["skip"][row])
+      if code == 0:
+        self.examples += 1
+        self.truncated += int(self._chunk["truncated"][row])
+        return self._chunk, row
+      self.skipped[SKIP_REASONS[code - 1]] += 1
+      bad += 1
+      if bad >= self._limit:
+        raise RuntimeError(
+            f"{self.where} ({self.name}) yielded {bad} unusable records in a row "
+            f"(skipped so far: {self.skipped}); check the source and task fields")
+
+  def get_state(self) -> dict:
+    pos = self._resume if self._chunk is None else self._pos
+    return dict(iterator=self._state, position=pos, skipped=dict(self.skipped),
+                truncated=self.truncated, examples=self.examples)
+
+  def set_state(self, state: dict):
+    self._it.set_state(state["iterator"])
+    self._state = state["iterator"]
+    self._chunk, self._pos, self._resume = None, 0, int(state["position"])
+    self.skipped = {k: int(state["skipped"].get(k, 0)) for k in SKIP_REASONS}
+    self.truncated, self.examples = int(state["truncated"]), int(state["examples"])
+
+  def close(self):
+    if hasattr(self._it, "close"):
+      self._it.close()
+
+
+class TrainData:
+  """Infinite iterator of training batches; see the module docstring for the batch layout."""
+
+  def __init__(self, data_config, *, global_batch_size: int, seed: int, process_index: int,
+               process_count: int):
+    if global_batch_size % process_count:
+      raise ValueError(f"config.global_batch_size={global_batch_size} is not divisible by "
+                       f"the process count {process_count}")
+    self.batch_size = global_batch_size // process_count
+    self._cfg = data_config
+    tokenizer.load(data_config.tokenizer)  # fail here, naming the file, not in a worker
+    srcs = list(data_config.sources)
+    names = [s["name"] for s in srcs]
+    if len(set(names)) != len(names):
+      raise ValueError(f"config.data.sources names {names} are not unique")
+    self._streams = []
+    for i, s in enumerate(srcs):
+      ds, n = train_source_dataset(data_config, i, seed=seed, process_index=process_index,
+                                   process_count=process_count)
+      self._streams.append(_Stream(s["name"], f"config.data.sources[{i}]={s['source']!r}", ds, n))
+    sp = data_config.sampling
+    self.mixer = mixture.Mixer(
+        names, [float(s.get("weight", 1.0)) for s in srcs], policy=sp.policy,
+        update_every=sp.update_every, tau=sp.tau, epsilon=sp.epsilon,
+        smoothing=sp.smoothing, seed=_seed(data_config.get("shuffle_seed", 0), seed, 99),
+        process_index=process_index)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict:
+    b, s = self.batch_size, self._cfg.image_size
+    ids = self.mixer.choose(b)
+    batch = dict(image=np.empty([b, s, s, 3], np.float32),
+                 text=np.empty([b, self._cfg.text_len], np.int32),
+                 target=np.empty([b, self._cfg.target_len], np.int32),
+                 dataset_id=ids, mask=np.ones([b], bool))
+    for r, i in enumerate(ids):
+      chunk, row = self._streams[i].next()
+      for key in ("image", "text", "target"):
+        batch[key][r] = chunk[key][row]
+    return batch
+
+  def update(self, dataset_id: np.ndarray, loss: np.ndarray, step: int):
+    """Reports per-example losses [B] (and their dataset ids [B]) of training step `step`.
+
+    Pass the global arrays (all processes' rows) to keep every process's weights identical.
+    """
+    self.mixer.update(dataset_id, loss, step)
+
+  def get_state(self) -> dict:
+    return dict(mixer=self.mixer.get_state(), sources={st.name: st.get_state() for st in self._streams})
+
+  def set_state(self, state: dict):
+    missing = [st.name for st in self._streams if st.name not in state["sources"]]
+    if missing:
+      raise ValueError(f"data state has no iterator for config.data.sources {missing}")
+    self.mixer.set_state(state["mixer"])
+    for st in self._streams:
+      st.set_state(state["sources"][st.name])
+
+  def stats(self) -> dict[str, float]:
+    out = self.mixer.stats()
+    for reason in SKIP_REASONS:
+      out[f"data/skipped/{reason}"] = float(sum(st.skipped[reason] for st in self._streams))
+    out["data/truncated"] = float(sum(st.truncated for st in self._streams))
+    out["data/examples"] = float(sum(st.examples for st in self._streams))
+    return out
+
+  def close(self):
+    for st in self._streams:
+      st.close()
+
+
+def make_train_data(data_config, *, global_batch_size: int, seed: int, process_index: int,
+                    process_count: int) -> TrainData:
+  return TrainData(data_config, global_batch_size=global_batch_size, seed=seed,
+                   process_index=process_index, process_count=process_count)
+
+
+class EvalData:
+  """Re-iterable padded eval batches: every example once across processes, mask False on padding.
+
+  All processes yield the same number of batches (collectives stay in step).
+  """
+
+  def __init__(self, data_config, eval_config, *, batch_size: int, process_index: int,
+               process_count: int, name: str = "eval"):
+    where = f"config.evals.{name}"
+    if batch_size % process_count:
+      raise ValueError(f"{where}.batch_size={batch_size} is not divisible by the process "
+                       f"count {process_count}")
+    self.batch_size = batch_size // process_count
+    self._cfg = data_config
+    self.task = eval_config["task"]
+    src = _source_for(data_config, eval_config["source"], f"{where}.source")
+    num = int(eval_config.get("num_examples", len(src)) or len(src))
+    if not 0 < num <= len(src):
+      raise ValueError(f"{where}.num_examples={num}: the source {eval_config['source']!r} "
+                       f"has {len(src)} records")
+    self.num_examples = num
+    per_process = -(-num // process_count)
+    self.num_batches = -(-per_process // self.batch_size)
+    ds = grain.MapDataset.source(src)[:num][process_index::process_count]
+    prepare = _prepare_for(data_config, self.task, train=False, where=f"{where}.task",
+                           keep_answers=True)
+    ds = ds.random_map(prepare, seed=_seed(data_config.get("shuffle_seed", 0), 7))
+    self._dataset = _prefetch(ds.to_iter_dataset(_read_options(data_config)), data_config)
+    self.skipped = dict.fromkeys(SKIP_REASONS, 0)
+
+  def __len__(self):
+    return self.num_batches
+
+  def __iter__(self):
+    b, s = self.batch_size, self._cfg.image_size
+    it = iter(self._dataset)
+    self.skipped = dict.fromkeys(SKIP_REASONS, 0)
+    try:
+      for _ in range(self.num_batches):
+        batch = dict(image=np.zeros([b, s, s, 3], np.float32),
+                     text=np.zeros([b, self._cfg.text_len], np.int32),
+                     target=np.zeros([b, self._cfg.target_len], np.int32),
+                     dataset_id=np.zeros([b], np.int32), mask=np.zeros([b], bool))
+        answers = np.empty([b], object)
+        answers[:] = [[] for _ in range(b)]
+        r = 0
+        while r < b:
+          ex = next(it, None)
+          if ex is None:
+            break
+          if int(ex["skip"]):
+            self.skipped[SKIP_REASONS[int(ex["skip"]) - 1]] += 1
+            continue
+          for key in ("image", "text", "target"):
+            batch[key][r] = ex[key]
+          batch["mask"][r] = True
+          answers[r] = list(ex["answers"])
+          r += 1
+        if self.task == "vqa":
+          batch["answers"] = answers
+        yield batch
+    finally:
+      if hasattr(it, "close"):
+        it.close()
+
+
+def make_eval_data(data_config, eval_config, *, batch_size: int, process_index: int,
+                   process_count: int) -> EvalData:
+  """Padded eval batches for `eval_config` (a dict like configs/pretrain.py c.evals.val).
+
+  `batch_size` is global, like config.global_batch_size: each process yields
+  batch_size // process_count rows per batch.
+  """
+  return EvalData(data_config, eval_config, batch_size=batch_size,
+                  process_index=process_index, process_count=process_count)
