@@ -1,0 +1,154 @@
+"""The whole model, assembled from `config.model`: towers -> fusion -> decoder.
+
+    model = build(config.model)
+    logits, out = model.apply({"params": params}, image, text, target, train=False)
+
+image [B, H, W, 3] in [-1, 1]; text [B, Lt] int32 (0 = pad); target [B, Ld] int32, the
+decoder's target (shifted right inside, with 0 as the start token); logits [B, Ld, V].
+"""
+from typing import Any, Dict
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jarl.models import decoder as decoder_lib
+from jarl.models import fusion as fusion_lib
+from jarl.models import reducers, text as text_lib, transformer, vit
+
+FUSION_TYPES = ("jarl", "concat", "cross_attention")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class Model(nn.Module):
+  """Fields hold validated, fully resolved sizes (see `build`)."""
+  vision_config: Dict[str, Any]
+  text_config: Dict[str, Any]
+  fusion_config: Dict[str, Any]
+  decoder_config: Dict[str, Any]
+  vocab_size: int
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    v, t, f = self.vision_config, self.text_config, self.fusion_config
+    # Towers stop at their last tap: blocks above it would feed nothing.
+    self.vision = vit.ViT(v["width"], f["vision_taps"][-1], v["mlp_dim"], v["num_heads"],
+                          v["patch_size"], v["posemb"], v["dropout"], v["scan"],
+                          v["remat_policy"], self.dtype)
+    self.text = text_lib.TextEncoder(self.vocab_size, t["width"], f["text_taps"][-1],
+                                     t["mlp_dim"], t["num_heads"], t["max_len"], t["dropout"],
+                                     t["scan"], t["remat_policy"], self.dtype)
+    common = dict(width=f["width"], dtype=self.dtype)
+    if f["type"] == "jarl":
+      self.fusion = fusion_lib.JointAdaptiveFusion(
+          num_heads=f["num_heads"], mlp_dim=f["mlp_dim"], num_tokens=f["num_tokens"],
+          layers_per_iteration=f["layers_per_iteration"], reducer=f["reducer"],
+          reducer_hidden=f["reducer_hidden"], dropout=f["dropout"], **common)
+    elif f["type"] == "concat":
+      self.fusion = fusion_lib.ConcatFusion(
+          num_heads=f["num_heads"], mlp_dim=f["mlp_dim"],
+          depth=len(f["vision_taps"]) * f["layers_per_iteration"], dropout=f["dropout"],
+          **common)
+    else:
+      self.fusion = fusion_lib.CrossAttentionFusion(**common)
+    self.decoder = make_decoder(self)
+
+  def encode(self, image, text, train=False):
+    """-> memory [B, S, D], memory_mask [B, S] bool, out (reducer maps, grid)."""
+    f = self.fusion_config
+    _, vision_out = self.vision(image, train)
+    _, text_out = self.text(text, train)
+    vision_taps = [vision_out[f"depth_{d}"] for d in f["vision_taps"]]
+    text_taps = [text_out[f"depth_{d}"] for d in f["text_taps"]]
+    memory, memory_mask, out = self.fusion(vision_taps, text_taps, text_out["mask"],
+                                           grid=vision_out["grid"], train=train)
+    out["grid"] = vision_out["grid"]
+    return memory, memory_mask, out
+
+  def __call__(self, image, text, target, train=False):
+    memory, memory_mask, out = self.encode(image, text, train)
+    logits = self.decoder(decoder_lib.shift_right(target), memory, memory_mask, train=train)
+    return logits, out
+
+
+def make_decoder(model):
+  """The decoder module of `model`, also usable alone with params["decoder"] (generation)."""
+  d = model.decoder_config
+  return decoder_lib.Decoder(vocab_size=model.vocab_size, width=d["width"], depth=d["depth"],
+                             num_heads=d["num_heads"], mlp_dim=d["mlp_dim"],
+                             max_len=d["max_len"], dropout=d["dropout"], dtype=model.dtype)
+
+
+def generate(model, params, image, text, *, max_len, eos_id, beam_size=1, length_penalty=0.6):
+  """Greedy (beam_size=1) or beam-search answers: tokens [B, max_len] int32, scores [B]."""
+  memory, memory_mask, _ = model.apply({"params": params}, image, text, method=Model.encode)
+  decoder = make_decoder(model)
+  return decoder_lib.generate(decoder, params["decoder"], memory, memory_mask,
+                              max_len=max_len, eos_id=eos_id, beam_size=beam_size,
+                              length_penalty=length_penalty)
+
+
+def dummy_batch(model_config, batch_size=1):
+  """Zero inputs of the configured shapes, for init / eval_shape / compile-only costing."""
+  size = model_config.vision.image_size
+  return dict(image=jnp.zeros((batch_size, size, size, 3), jnp.float32),
+              text=jnp.ones((batch_size, model_config.text.max_len), jnp.int32),
+              target=jnp.ones((batch_size, model_config.decoder.max_len), jnp.int32))
+
+
+def build(model_config) -> Model:
+  """Validates `config.model` and returns the Model; errors name the key and value."""
+  c = model_config
+  vision = dict(transformer.resolve_size(c.vision, "config.model.vision"),
+                posemb=c.vision.posemb, dropout=c.vision.dropout, scan=c.vision.scan,
+                remat_policy=c.vision.remat_policy)
+  if "patch_size" not in vision:
+    raise ValueError(f"config.model.vision.variant={c.vision.variant!r}: needs a patch size, "
+                     f"e.g. 'B/16'")
+  if c.vision.image_size % vision["patch_size"]:
+    raise ValueError(f"config.model.vision.image_size={c.vision.image_size} is not divisible "
+                     f"by the patch size {vision['patch_size']}")
+  if c.vision.get("reducer", "none") != "none":
+    raise ValueError(f"config.model.vision.reducer={c.vision.reducer!r}: only 'none' is built")
+  text = dict(transformer.resolve_size(c.text, "config.model.text"), max_len=c.text.max_len,
+              dropout=c.text.dropout, scan=c.text.scan, remat_policy=c.text.remat_policy)
+  for tower in (vision, text):
+    if tower["remat_policy"] not in transformer.REMAT_POLICIES:
+      raise ValueError(f"remat_policy={tower['remat_policy']!r}: choose from "
+                       f"{sorted(transformer.REMAT_POLICIES)}")
+
+  f = dict(c.fusion)
+  if f["type"] not in FUSION_TYPES:
+    raise ValueError(f"config.model.fusion.type={f['type']!r}: choose from {FUSION_TYPES}")
+  f["vision_taps"], f["text_taps"] = tuple(f["vision_taps"]), tuple(f["text_taps"])
+  if not f["vision_taps"] or len(f["vision_taps"]) != len(f["text_taps"]):
+    raise ValueError(f"config.model.fusion.vision_taps={f['vision_taps']} and text_taps="
+                     f"{f['text_taps']}: need one tap per iteration in each, same count")
+  transformer.check_taps(f["vision_taps"], vision["depth"], "config.model.fusion.vision_taps")
+  transformer.check_taps(f["text_taps"], text["depth"], "config.model.fusion.text_taps")
+  for key in ("width", "num_heads", "mlp_dim", "num_tokens", "layers_per_iteration"):
+    if int(f[key]) < 1:
+      raise ValueError(f"config.model.fusion.{key}={f[key]}: must be >= 1")
+  if f["width"] % f["num_heads"]:
+    raise ValueError(f"config.model.fusion.width={f['width']} is not divisible by "
+                     f"config.model.fusion.num_heads={f['num_heads']}")
+  if f["reducer"] not in reducers.REDUCERS:
+    raise ValueError(f"config.model.fusion.reducer={f['reducer']!r}: choose from "
+                     f"{sorted(reducers.REDUCERS)}")
+
+  d = dict(c.decoder)
+  for key in ("width", "depth", "num_heads", "mlp_dim", "max_len"):
+    if int(d[key]) < 1:
+      raise ValueError(f"config.model.decoder.{key}={d[key]}: must be >= 1")
+  if d["width"] % d["num_heads"]:
+    raise ValueError(f"config.model.decoder.width={d['width']} is not divisible by "
+                     f"config.model.decoder.num_heads={d['num_heads']}")
+  if c.vocab_size < 2:
+    raise ValueError(f"config.model.vocab_size={c.vocab_size}: must be >= 2")
+  if c.dtype not in DTYPES:
+    raise ValueError(f"config.model.dtype={c.dtype!r}: choose from {sorted(DTYPES)}")
+  return Model(vision, text, f, d, int(c.vocab_size), DTYPES[c.dtype])
+
+
+def count_params(params) -> int:
+  return sum(x.size for x in jax.tree.leaves(nn.meta.unbox(params)))

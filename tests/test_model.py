@@ -1,0 +1,180 @@
+"""The assembled model: layouts, sharding, checkpoint compatibility and config errors."""
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+
+from configs import pretrain
+from jarl.models import model as model_lib
+from jarl.models import vit
+
+
+def tiny_config(**fusion):
+  c = pretrain.get_config("demo").model
+  c.vision.update(image_size=32, width=32, depth=3, mlp_dim=64, num_heads=2)
+  c.text.update(width=32, depth=2, mlp_dim=64, num_heads=2, max_len=8)
+  c.fusion.update(width=32, num_heads=2, mlp_dim=64, num_tokens=4, vision_taps=(2, 3),
+                  text_taps=(1, 2), **fusion)
+  c.decoder.update(width=32, depth=1, num_heads=2, mlp_dim=64, max_len=6)
+  c.vocab_size = 40
+  return c
+
+
+def batch(c, b=4, seed=0):
+  rng = np.random.default_rng(seed)
+  size = c.vision.image_size
+  text = rng.integers(1, c.vocab_size, (b, c.text.max_len)).astype(np.int32)
+  text[:, 5:] = 0  # padding
+  return dict(image=jnp.asarray(rng.uniform(-1, 1, (b, size, size, 3)), jnp.float32),
+              text=jnp.asarray(text),
+              target=jnp.asarray(rng.integers(1, c.vocab_size, (b, c.decoder.max_len)), jnp.int32))
+
+
+def init(c, b):
+  m = model_lib.build(c)
+  return m, m.init({"params": jax.random.key(0)}, **b)["params"]
+
+
+@pytest.mark.parametrize("fusion_type", ["jarl", "concat", "cross_attention"])
+def test_every_fusion_runs_and_memory_has_the_configured_size(fusion_type):
+  c = tiny_config(type=fusion_type)
+  b = batch(c)
+  m, params = init(c, b)
+  logits, _ = m.apply({"params": params}, **b)
+  assert logits.shape == (4, 6, 40) and bool(jnp.isfinite(logits).all())
+  memory, memory_mask, _ = m.apply({"params": params}, b["image"], b["text"],
+                                   method=model_lib.Model.encode)
+  expected = {"jarl": 4, "concat": 16 + 8, "cross_attention": 16 + 8}[fusion_type]
+  assert memory.shape == (4, expected, 32)
+  # Padded text tokens are masked for the decoder in the baselines; JARL's tokens are all real.
+  assert int(memory_mask.sum()) == (4 * 4 if fusion_type == "jarl" else 4 * (16 + 5))
+
+
+def test_jarl_reducer_maps_ignore_text_padding_and_padding_ids_do_not_matter():
+  c = tiny_config()
+  b = batch(c)
+  m, params = init(c, b)
+  logits, out = m.apply({"params": params}, **b)
+  w = out["reducer_weights_0"]  # [B, M, Nv + Nt + M]
+  np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
+  text_w = w[:, :, 16:16 + 8]
+  assert float(jnp.abs(text_w[:, :, 5:]).max()) == 0.0
+  # Shorter padding (same real tokens) leaves the JARL logits unchanged: padding is inert.
+  c2 = tiny_config()
+  b2 = dict(b, text=b["text"][:, :6])
+  logits2, _ = m.apply({"params": params}, **b2)
+  np.testing.assert_allclose(logits, logits2, rtol=1e-5, atol=1e-5)
+
+
+def test_scan_and_loop_layouts_give_the_same_output():
+  c = tiny_config()
+  b = batch(c)
+  m, params = init(c, b)
+  cs = tiny_config()
+  cs.vision.scan = cs.text.scan = True
+  cs.vision.remat_policy = "full"
+  ms = model_lib.build(cs)
+  scan_params = ms.init({"params": jax.random.key(0)}, **b)["params"]
+  # Convert the loop params into the scan layout through the big_vision layout converter.
+  converted = dict(nn.meta.unbox(params))
+  for tower in ("vision", "text"):
+    flat = flax.traverse_util.flatten_dict(converted[tower], sep="/")
+    converted[tower] = flax.traverse_util.unflatten_dict(vit._to_layout(flat, scan=True), sep="/")
+  assert jax.tree.structure(converted) == jax.tree.structure(nn.meta.unbox(scan_params))
+  out_loop, _ = m.apply({"params": params}, **b)
+  out_scan, _ = ms.apply({"params": converted}, **b)
+  np.testing.assert_allclose(out_loop, out_scan, rtol=1e-5, atol=1e-5)
+
+
+def test_sharded_execution_on_8_devices_matches_one_device():
+  c = tiny_config()
+  b = batch(c, b=8)
+  m, boxed = init(c, b)
+  params = nn.meta.unbox(boxed)
+  fwd = jax.jit(lambda p, x: m.apply({"params": p}, **x)[0])
+  expected = fwd(params, b)
+  mesh = jax.make_mesh((4, 2), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
+  rules = (("batch", "data"), ("embed", None), ("mlp", "model"), ("heads", "model"),
+           ("kv", None), ("vocab", "model"), ("length", None), ("joint", None))
+  specs = nn.get_partition_spec(boxed)
+  shardings = nn.logical_to_mesh_sharding(specs, mesh, rules)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    sharded_params = jax.device_put(params, shardings)
+    sharded_batch = jax.device_put(b, NamedSharding(mesh, P("data")))
+    got = jax.jit(lambda p, x: m.apply({"params": p}, **x)[0])(sharded_params, sharded_batch)
+  assert len(got.sharding.device_set) == 8
+  np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-5)
+
+
+def test_every_parameter_has_logical_axis_names():
+  c = tiny_config()
+  _, params = init(c, batch(c))
+  leaves = jax.tree.leaves(params, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+  unnamed = [x for x in leaves if not isinstance(x, nn.LogicallyPartitioned)]
+  assert not unnamed
+  assert all(len(x.names) == x.value.ndim for x in leaves)
+
+
+def test_big_vision_npz_round_trip(tmp_path):
+  c = tiny_config()
+  b = batch(c)
+  m, params = init(c, b)
+  path = tmp_path / "vit.npz"
+  vit.save_big_vision_npz(path, params["vision"])
+  # Add a classifier head as big_vision checkpoints have; it must be reported, not loaded.
+  data = dict(np.load(path))
+  data["head/kernel"] = np.zeros((32, 10), np.float32)
+  np.savez(path, **data)
+  fresh = model_lib.build(c).init({"params": jax.random.key(7)}, **b)["params"]
+  loaded, report = vit.load_big_vision_npz(path, fresh["vision"])
+  assert report == dict(missing=[], unexpected=["head/kernel"])
+  for a, e in zip(jax.tree.leaves(nn.meta.unbox(loaded)), jax.tree.leaves(nn.meta.unbox(params["vision"]))):
+    np.testing.assert_array_equal(a, e)
+  # Loading into the scan layout stacks the blocks.
+  cs = tiny_config()
+  cs.vision.scan = True
+  scan_vision = model_lib.build(cs).init({"params": jax.random.key(7)}, **b)["params"]["vision"]
+  loaded_scan, report = vit.load_big_vision_npz(path, scan_vision, scan=True)
+  assert report["missing"] == []
+  stacked = nn.meta.unbox(loaded_scan)["Transformer"]["encoderblock"]["LayerNorm_0"]["scale"]
+  np.testing.assert_array_equal(stacked[1], data["Transformer/encoderblock_1/LayerNorm_0/scale"])
+
+
+def test_generate_greedy_matches_teacher_forced_argmax():
+  c = tiny_config()
+  b = batch(c, b=2)
+  m, params = init(c, b)
+  params = nn.meta.unbox(params)
+  tokens, _ = jax.jit(lambda p, i, t: model_lib.generate(m, p, i, t, max_len=6, eos_id=3))(
+      params, b["image"], b["text"])
+  # Re-derive each greedy token with full teacher-forced passes.
+  seq = np.zeros((2, 6), np.int32)
+  for t in range(6):
+    logits, _ = m.apply({"params": params}, b["image"], b["text"], jnp.asarray(seq))
+    seq[:, t] = np.asarray(logits[:, t].argmax(-1))
+  for row_gen, row_ref in zip(np.asarray(tokens), seq):
+    end = list(row_ref).index(3) + 1 if 3 in row_ref else 6
+    np.testing.assert_array_equal(row_gen[:end], row_ref[:end])
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("fusion.num_tokens", 0, "config.model.fusion.num_tokens=0"),
+    ("fusion.vision_taps", (2, 9), "config.model.fusion.vision_taps=(2, 9)"),
+    ("fusion.width", 30, "config.model.fusion.width=30 is not divisible"),
+    ("fusion.type", "sum", "config.model.fusion.type='sum'"),
+    ("vision.variant", "Q/16", "config.model.vision.variant='Q/16'"),
+    ("fusion.reducer", "pool", "config.model.fusion.reducer='pool'"),
+    ("dtype", "float8", "config.model.dtype='float8'"),
+])
+def test_invalid_config_names_the_key(key, value, message):
+  c = tiny_config()
+  node = c
+  *path, leaf = key.split(".")
+  for p in path:
+    node = node[p]
+  node[leaf] = value
+  with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    model_lib.build(c)
