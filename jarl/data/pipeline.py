@@ -7,6 +7,11 @@ of every row of the batch and takes the next example from that source's chunk st
 Mixing happens after prefetch, in the main process, because the weights depend on losses
 the trainer reports step by step.
 
+The order is a pure function of (config.data.shuffle_seed, seed, process_index,
+process_count, config.data.num_workers): worker processes batch their own slices, so a
+different worker count gives a different (equally deterministic) order, and a state must
+be restored with the worker count it was saved with. Reader threads change nothing.
+
 Bad records never raise inside the workers: the map emits a row with `skip` = reason code
 and zero arrays (so chunks keep one structure); the main process drops and counts them.
 
@@ -21,6 +26,7 @@ Batches (per process, B = global_batch_size // process_count):
 import io
 import re
 
+from absl import flags
 import grain
 import numpy as np
 from PIL import Image
@@ -159,6 +165,10 @@ def _read_options(data_config):
 def _prefetch(ds: grain.IterDataset, data_config) -> grain.IterDataset:
   workers = int(data_config.get("num_workers", 0))
   if workers > 0:
+    # Grain reads absl flags when it starts workers; outside an absl app (notebooks,
+    # tests) they are unparsed, so fall back to their defaults instead of failing.
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
   return ds
 

@@ -40,13 +40,15 @@ def _text(value, field: str) -> str:
 
 
 def caption(raw: dict, rng: np.random.Generator) -> dict:
-  cap = _text(raw["captions"][_pick(raw, "captions", rng)], "captions")
+  i = _pick(raw, "captions", rng)
+  cap = _text(raw["captions"][i], "captions")
   return dict(text=PROMPTS["caption"], target=cap, answers=[cap])
 
 
 def prefix_lm(raw: dict, rng: np.random.Generator) -> dict:
   """Caption split at a uniform word boundary: the encoder sees the prefix."""
-  words = _text(raw["captions"][_pick(raw, "captions", rng)], "captions").split()
+  i = _pick(raw, "captions", rng)
+  words = _text(raw["captions"][i], "captions").split()
   if len(words) < 2:
     raise SkipExample("empty_text", "captions: one word leaves no prefix to continue")
   k = int(rng.integers(1, len(words)))

@@ -1,0 +1,60 @@
+"""The SentencePiece wrapper and the shipped `shapes` model."""
+import io
+
+import numpy as np
+import pytest
+import sentencepiece as spm
+
+from jarl.data import make_tokenizer, tokenizer
+
+
+def test_shipped_model_is_what_the_documented_command_writes():
+  with open(tokenizer.BUILTIN["shapes"], "rb") as f:
+    shipped = f.read()
+  assert len(shipped) < 16_000
+  assert make_tokenizer.train() == shipped  # rerun `python -m jarl.data.make_tokenizer`
+
+
+def test_builtin_ids_and_round_trip():
+  tok = tokenizer.load("shapes")
+  assert (tok.vocab_size, tok.pad_id, tok.eos_id) == (256, 0, 3)
+  text = "how many red circles are there"
+  ids = tok.encode(text)
+  assert 0 not in ids and tok.eos_id not in ids and 1 not in ids  # no pad/eos/unk
+  assert tok.decode(ids) == text
+  assert tok.decode(tok.encode("What Colour?")) == "what colour?"  # case-folded
+
+
+def test_decode_stops_at_eos_and_drops_pad():
+  tok = tokenizer.load("shapes")
+  a, b = tok.encode("red"), tok.encode("blue square")
+  assert tok.decode([0] + a + [0] + [tok.eos_id] + b) == "red"
+
+
+def test_encode_fixed_pads_truncates_and_keeps_eos():
+  tok = tokenizer.load("shapes")
+  ids, truncated = tok.encode_fixed("a red circle", 12, add_eos=True)
+  n = len(tok.encode("a red circle"))
+  assert not truncated and ids.dtype == np.int32
+  assert ids[n] == tok.eos_id and np.all(ids[n + 1:] == 0)
+  long = " ".join(["red circle"] * 20)
+  ids, truncated = tok.encode_fixed(long, 8, add_eos=True)
+  assert truncated and ids[-1] == tok.eos_id and np.all(ids[:-1] != 0)
+  ids, truncated = tok.encode_fixed(long, 8, add_eos=False)
+  assert truncated and list(ids) == tok.encode(long)[:8]
+
+
+def test_foreign_model_without_pad_zero_is_rejected_naming_the_file(tmp_path):
+  model = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(["a red circle", "a blue square"] * 50), model_writer=model,
+      vocab_size=20, model_type="char", minloglevel=2)  # default ids: unk=0, no pad
+  path = tmp_path / "foreign.model"
+  path.write_bytes(model.getvalue())
+  with pytest.raises(ValueError, match="foreign.model.*pad"):
+    tokenizer.load(str(path))
+
+
+def test_missing_file_names_the_config_key():
+  with pytest.raises(FileNotFoundError, match="config.data.tokenizer"):
+    tokenizer.load("/nonexistent/x.model")
