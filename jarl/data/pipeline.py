@@ -147,7 +147,7 @@ class Prepare:
 
 def _source_for(data_config, spec: str, where: str):
   return sources.make_source(spec, image_size=data_config.image_size, where=where,
-                             tfds_data_dir=data_config.get("tfds_data_dir", None))
+                             tfds_data_dir=data_config.get("tfds_data_dir", None) or None)
 
 
 def _prepare_for(data_config, task: str, *, train: bool, where: str, keep_answers=False):
