@@ -67,6 +67,8 @@ def _strings(x) -> list[str]:
 def canonical(rec: dict, label_names=None) -> dict:
   """Maps common field names (COCO captions, VQA, SNLI-VE style) to the canonical form."""
   out = {"image": rec.get("image")}
+  if "key" in rec:  # provenance (file name / webdataset key), for debugging and tests
+    out["key"] = _str(rec["key"])
   for key in ("captions", "caption", "text", "alt_text"):
     if key in rec:
       out["captions"] = _strings(rec[key])
