@@ -1,0 +1,100 @@
+r"""FLOPs, parameters and compiled memory of a config, from XLA's own cost analysis.
+
+    python -m jarl.flops --config=configs/pretrain.py:base
+    python -m jarl.flops --config=configs/pretrain.py:base --config.model.fusion.type=concat
+
+Nothing is executed: each part of the model is lowered and compiled with abstract inputs,
+and XLA's cost analysis of the compiled program gives its FLOPs. Part FLOPs are
+differences of nested programs (towers; towers + fusion; whole forward), so they add up
+to the total. The last printed line is one JSON object.
+"""
+import json
+
+from absl import app, flags
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from ml_collections import config_flags
+
+from jarl.models import model as model_lib
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py:variant).")
+_BATCH = flags.DEFINE_integer("batch_size", 8, "Examples per compiled program; figures are per example.")
+
+
+def compiled_cost(fn, *abstract_args):
+  """(flops, bytes of temporary memory) of `fn` compiled for the given abstract inputs."""
+  compiled = jax.jit(fn).lower(*abstract_args).compile()
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older jax returned one dict per device program
+    cost = cost[0]
+  memory = compiled.memory_analysis()
+  temp = getattr(memory, "temp_size_in_bytes", 0) if memory is not None else 0
+  return float(cost.get("flops", 0.0)), int(temp)
+
+
+def _xent(logits, target):
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, target)
+  weights = (target != 0).astype(loss.dtype)
+  return (loss * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+def measure(model_config, batch_size=8):
+  """Per-example GFLOPs of each part and of the train step, and parameters per part."""
+  model = model_lib.build(model_config)
+  batch = model_lib.dummy_batch(model_config, batch_size)
+  abstract_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)
+  abstract_params = nn.meta.unbox(jax.eval_shape(
+      lambda b: model.init({"params": jax.random.key(0)}, **b)["params"], abstract_batch))
+
+  def apply(method):
+    return lambda p, b: model.apply({"params": p}, b, method=method)
+
+  vision = apply(lambda m, b: m.vision(b["image"])[1][
+      f"depth_{m.fusion_config['vision_taps'][-1]}"])
+  text = apply(lambda m, b: m.text(b["text"])[1][f"depth_{m.fusion_config['text_taps'][-1]}"])
+  encode = apply(lambda m, b: m.encode(b["image"], b["text"])[0])
+  forward = apply(lambda m, b: m(b["image"], b["text"], b["target"])[0])
+
+  def train_loss(p, b):
+    logits, _ = model.apply({"params": p}, b["image"], b["text"], b["target"])
+    return _xent(logits, b["target"])
+
+  flops = {}
+  for name, fn in (("vision", vision), ("text", text), ("encode", encode), ("forward", forward)):
+    flops[name], _ = compiled_cost(fn, abstract_params, abstract_batch)
+  flops["train"], train_temp = compiled_cost(jax.value_and_grad(train_loss), abstract_params,
+                                             abstract_batch)
+  per = lambda x: x / batch_size / 1e9
+  parts = {
+      "vision": per(flops["vision"]),
+      "text": per(flops["text"]),
+      "fusion": per(flops["encode"] - flops["vision"] - flops["text"]),
+      "decoder": per(flops["forward"] - flops["encode"]),
+  }
+  params = {k: model_lib.count_params(v) for k, v in abstract_params.items()}
+  return dict(
+      parts_gflops_per_example=parts,
+      params_per_part=params,
+      forward_gflops_per_example=per(flops["forward"]),
+      train_gflops_per_example=per(flops["train"]),
+      params=sum(params.values()),
+      train_temp_bytes_per_example=train_temp // batch_size,
+      fusion_type=model_config.fusion.type,
+  )
+
+
+def main(argv):
+  del argv
+  result = measure(_CONFIG.value.model, _BATCH.value)
+  print(f"{'part':10s} {'GFLOPs/example':>15s} {'params':>14s}")
+  for part, gflops in result["parts_gflops_per_example"].items():
+    print(f"{part:10s} {gflops:15.3f} {result['params_per_part'].get(part, 0):14,d}")
+  print(f"{'forward':10s} {result['forward_gflops_per_example']:15.3f} {result['params']:14,d}")
+  print(f"{'train':10s} {result['train_gflops_per_example']:15.3f}")
+  print(json.dumps(result, sort_keys=True))
+
+
+if __name__ == "__main__":
+  app.run(main)
