@@ -137,9 +137,11 @@ def _inventory(objs: list[Obj]) -> str:
   for o in objs:
     groups.setdefault((o.colour, o.shape), []).append(o)
   parts = []
+  # Sizes only for short lists, so the longest caption stays within ~24 pieces.
+  sized = len(groups) <= 3
   for (colour, shape), members in groups.items():
     if len(members) == 1:
-      parts.append(_a(f"{members[0].size} {colour} {shape}"))
+      parts.append(_a(f"{members[0].size} {colour} {shape}" if sized else f"{colour} {shape}"))
     else:
       parts.append(f"{_count(len(members))} {colour} {_plural(shape, len(members))}")
   if len(parts) == 1:
