@@ -29,7 +29,7 @@ def setup():
   memory = jax.random.normal(k1, (B, M, MEM_DIM))
   memory_mask = jnp.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 1, 1, 0]], bool)
   tokens = jax.random.randint(k2, (B, MAX_LEN), 2, VOCAB)
-  variables = decoder.init(k3, tokens, memory, memory_mask)
+  variables = jax.jit(decoder.init)(k3, tokens, memory, memory_mask)
   # Scale the head up so the random model has peaked, varied next-token distributions
   # (otherwise every step is near-uniform and beam vs greedy is a coin toss).
   params = nn.meta.unbox(variables["params"])
@@ -37,8 +37,15 @@ def setup():
   return decoder, params, variables["params"], memory, memory_mask, tokens
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _logits(decoder, params, tokens, memory, memory_mask):
   return decoder.apply({"params": params}, tokens, memory, memory_mask)
+
+
+@functools.cache
+def _generate(decoder, **kw):
+  """Jitted generate, compiled once per (decoder, settings)."""
+  return jax.jit(functools.partial(dec_lib.generate, decoder, **kw))
 
 
 def _seq_logp(decoder, params, out, memory, memory_mask, alpha):
@@ -69,11 +76,12 @@ def test_cached_decoding_matches_teacher_forcing(setup):
   step_logits, mutated = decoder.apply({"params": params}, tokens[:, :1], memory,
                                        memory_mask, decode=True, mutable=["cache"])
   cache, steps = mutated["cache"], [step_logits]
+  step = jax.jit(lambda c, t, m, mm: decoder.apply(
+      {"params": params, "cache": c}, t, m, mm, decode=True, mutable=["cache"]))
   for t in range(1, MAX_LEN):
     # Later calls get a different memory: it must be ignored (cached keys/values).
-    step_logits, mutated = decoder.apply(
-        {"params": params, "cache": cache}, tokens[:, t:t + 1], memory * 0 + 7.0,
-        ~memory_mask, decode=True, mutable=["cache"])
+    step_logits, mutated = step(cache, tokens[:, t:t + 1], memory * 0 + 7.0,
+                                ~memory_mask)
     cache = mutated["cache"]
     steps.append(step_logits)
   np.testing.assert_allclose(jnp.concatenate(steps, 1), full, atol=1e-5, rtol=1e-5)
@@ -84,9 +92,7 @@ def test_cached_decoding_matches_teacher_forcing(setup):
   cache = mutated["cache"]
   assert int(cache["position"]) == 0
   for t in range(3):
-    step_logits, mutated = decoder.apply({"params": params, "cache": cache},
-                                         tokens[:, t:t + 1], None, None, decode=True,
-                                         mutable=["cache"])
+    step_logits, mutated = step(cache, tokens[:, t:t + 1], memory, memory_mask)
     cache = mutated["cache"]
     np.testing.assert_allclose(step_logits[:, 0], full[:, t], atol=1e-5, rtol=1e-5)
 
@@ -118,8 +124,8 @@ def test_memory_mask(setup):
 def test_greedy_matches_argmax_by_hand(setup):
   decoder, params, _, memory, memory_mask, _ = setup
   gen_len, eos = 8, EOS  # this seed: example 0 emits it at step 2, others never
-  tokens, scores = dec_lib.generate(decoder, params, memory, memory_mask,
-                                    max_len=gen_len, eos_id=eos, length_penalty=0.6)
+  tokens, scores = _generate(decoder, max_len=gen_len, eos_id=eos, length_penalty=0.6)(
+      params, memory, memory_mask)
   # By hand: re-run the whole prefix teacher-forced, argmax over ids != 0.
   want = np.zeros((B, gen_len), np.int32)
   want_logp = np.zeros(B)
@@ -148,9 +154,10 @@ def test_greedy_matches_argmax_by_hand(setup):
 def test_beam_size_one_is_greedy(setup):
   decoder, params, _, memory, memory_mask, _ = setup
   kw = dict(max_len=10, eos_id=EOS, length_penalty=0.0)
-  g_tok, g_score = dec_lib.generate(decoder, params, memory, memory_mask, **kw)
-  b_tok, b_score = dec_lib._beam_search(decoder, params, memory, memory_mask,
-                                        10, EOS, 1, 0.0)
+  g_tok, g_score = _generate(decoder, **kw)(params, memory, memory_mask)
+  beam_one = jax.jit(lambda p, m, mm: dec_lib._beam_search(decoder, p, m, mm, 10, EOS,
+                                                           1, 0.0))
+  b_tok, b_score = beam_one(params, memory, memory_mask)
   np.testing.assert_array_equal(b_tok, g_tok)
   np.testing.assert_allclose(b_score, g_score, rtol=1e-5)
 
@@ -162,8 +169,8 @@ def test_beam_search_beats_greedy_and_reports_its_score(setup, alpha):
   mem = jnp.concatenate([memory, memory[::-1] * 2.0])
   mask = jnp.concatenate([memory_mask, memory_mask[::-1]])
   kw = dict(max_len=10, eos_id=EOS, length_penalty=alpha)
-  g_tok, g_score = dec_lib.generate(decoder, params, mem, mask, **kw)
-  b_tok, b_score = dec_lib.generate(decoder, params, mem, mask, beam_size=4, **kw)
+  g_tok, g_score = _generate(decoder, **kw)(params, mem, mask)
+  b_tok, b_score = _generate(decoder, beam_size=4, **kw)(params, mem, mask)
   g_re, _ = _seq_logp(decoder, params, g_tok, mem, mask, alpha)
   b_re, b_len = _seq_logp(decoder, params, b_tok, mem, mask, alpha)
   np.testing.assert_allclose(g_score, g_re, rtol=1e-5)
@@ -176,23 +183,15 @@ def test_beam_search_beats_greedy_and_reports_its_score(setup, alpha):
 
 
 def test_generate_under_jit(setup):
-  decoder, params, boxed, memory, memory_mask, _ = setup
-  for beam in (1, 3):
-    fn = functools.partial(dec_lib.generate, decoder, max_len=9, eos_id=EOS,
-                           beam_size=beam)
-    eager = fn(params, memory, memory_mask)
-    jitted = jax.jit(fn)(params, memory, memory_mask)
-    np.testing.assert_array_equal(jitted[0], eager[0])
-    np.testing.assert_allclose(jitted[1], eager[1], rtol=1e-5)
-  # Boxed (logically partitioned) params work as well.
-  boxed_out = jax.jit(fn)(boxed, memory, memory_mask)
-  assert boxed_out[0].dtype == jnp.int32 and boxed_out[1].dtype == jnp.float32
-  # Teacher-forced and cached-step calls also jit.
-  tokens = jnp.zeros((B, 4), jnp.int32)
-  apply = jax.jit(lambda p, t: decoder.apply({"params": p}, t, memory, memory_mask))
-  np.testing.assert_allclose(apply(params, tokens),
-                             _logits(decoder, params, tokens, memory, memory_mask),
-                             atol=1e-5, rtol=1e-5)
+  """Other tests check jitted generate against values; here jit == eager, and the
+  boxed (logically partitioned) params that init returns work as they are."""
+  decoder, _, boxed, memory, memory_mask, _ = setup
+  kw = dict(max_len=6, eos_id=EOS, beam_size=3)
+  eager = dec_lib.generate(decoder, nn.meta.unbox(boxed), memory, memory_mask, **kw)
+  jitted = _generate(decoder, **kw)(boxed, memory, memory_mask)
+  np.testing.assert_array_equal(jitted[0], eager[0])
+  np.testing.assert_allclose(jitted[1], eager[1], rtol=1e-5)
+  assert jitted[0].dtype == jnp.int32 and jitted[1].dtype == jnp.float32
 
 
 def test_every_param_has_logical_axes(setup):
@@ -217,15 +216,14 @@ def test_every_param_has_logical_axes(setup):
 def test_dropout_and_bf16(setup):
   decoder, params, _, memory, memory_mask, tokens = setup
   drop = _decoder(dropout=0.5)
-  a = drop.apply({"params": params}, tokens, memory, memory_mask, train=True,
-                 rngs={"dropout": jax.random.key(1)})
-  b = drop.apply({"params": params}, tokens, memory, memory_mask, train=True,
-                 rngs={"dropout": jax.random.key(2)})
-  c = drop.apply({"params": params}, tokens, memory, memory_mask)
+  train = jax.jit(lambda rng: drop.apply({"params": params}, tokens, memory, memory_mask,
+                                         train=True, rngs={"dropout": rng}))
+  a, b = train(jax.random.key(1)), train(jax.random.key(2))
+  c = _logits(drop, params, tokens, memory, memory_mask)
   assert np.abs(a - b).max() > 1e-2
   np.testing.assert_allclose(c, _logits(decoder, params, tokens, memory, memory_mask))
   bf16 = _decoder(dtype=jnp.bfloat16)
-  out = bf16.apply({"params": params}, tokens, memory, memory_mask)
+  out = _logits(bf16, params, tokens, memory, memory_mask)
   ref = _logits(decoder, params, tokens, memory, memory_mask)
   assert out.dtype == jnp.float32
   # bf16 compute stays close to f32: the argmax agrees almost everywhere.
@@ -239,3 +237,28 @@ def test_errors_name_the_value(setup):
   with pytest.raises(ValueError, match="one token per call"):
     decoder.apply({"params": params}, tokens[:, :2], memory, memory_mask, decode=True,
                   mutable=["cache"])
+
+
+def test_runs_sharded_under_mesh_and_rules(setup):
+  """With a mesh and the trainer's kind of rules, sharded params give the same numbers."""
+  from jax.sharding import AxisType
+  decoder, params, boxed, memory, memory_mask, tokens = setup
+  rules = (("batch", ("data", "fsdp")), ("embed", "fsdp"), ("mlp", "model"),
+           ("heads", "model"), ("kv", None), ("vocab", "model"), ("length", None))
+  mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "model"),
+                       axis_types=(AxisType.Auto,) * 3)
+  want_logits = _logits(decoder, params, tokens, memory, memory_mask)
+  kw = dict(max_len=5, eos_id=EOS, beam_size=2)
+  want = _generate(decoder, **kw)(params, memory, memory_mask)
+  shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
+  sharded = jax.device_put(params, shardings)
+  spec = sharded["block_0"]["self_attention"]["query"]["kernel"].sharding.spec
+  assert tuple(spec) == ("fsdp", "model", None)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    got_logits = jax.jit(lambda p: decoder.apply({"params": p}, tokens, memory,
+                                                 memory_mask))(sharded)
+    got = jax.jit(functools.partial(dec_lib.generate, decoder, **kw))(
+        sharded, memory, memory_mask)
+  np.testing.assert_allclose(got_logits, want_logits, atol=1e-4, rtol=1e-5)
+  np.testing.assert_array_equal(got[0], want[0])
+  np.testing.assert_allclose(got[1], want[1], rtol=1e-5)

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jarl.models.transformer import HeadProjection
+
 # Finite "minus infinity": -inf would turn 0 * -inf into NaN in masked sums.
 NEG_INF = -1.0e9
 
@@ -38,20 +40,18 @@ def _layer_norm(dtype, name):
       bias_init=_part(nn.initializers.zeros, ("embed",)))
 
 
-def _qkv_proj(num_heads, head_dim, dtype, name):
+# HeadProjection, not nn.DenseGeneral: DenseGeneral initialises a flattened 2-D kernel
+# and the rank-3 logical constraint on it fails as soon as a mesh + rules are active.
+def _qkv_proj(width, num_heads, head_dim, dtype, name):
   """[..., embed] -> [..., heads, head_dim]."""
-  return nn.DenseGeneral(
-      features=(num_heads, head_dim), axis=-1, dtype=dtype, param_dtype=jnp.float32,
-      kernel_init=_part(_dense_init, ("embed", "heads", "kv")),
-      bias_init=_part(nn.initializers.zeros, ("heads", "kv")), name=name)
+  return HeadProjection((width,), (num_heads, head_dim), ("embed", "heads", "kv"),
+                        ("heads", "kv"), dtype, name=name)
 
 
-def _out_proj(width, dtype, name):
+def _out_proj(num_heads, head_dim, width, dtype, name):
   """[..., heads, head_dim] -> [..., embed]."""
-  return nn.DenseGeneral(
-      features=width, axis=(-2, -1), dtype=dtype, param_dtype=jnp.float32,
-      kernel_init=_part(_dense_init, ("heads", "kv", "embed")),
-      bias_init=_part(nn.initializers.zeros, ("embed",)), name=name)
+  return HeadProjection((num_heads, head_dim), (width,), ("heads", "kv", "embed"),
+                        ("embed",), dtype, name=name)
 
 
 def _attend(q, k, v, mask, dtype):
@@ -80,9 +80,9 @@ class SelfAttention(nn.Module):
     """x [B, L, D] (L == 1 when decode); position: int32 scalar, slot of x[:, 0]."""
     batch, length, width = x.shape
     head_dim = width // self.num_heads
-    q = _qkv_proj(self.num_heads, head_dim, self.dtype, "query")(x)
-    k = _qkv_proj(self.num_heads, head_dim, self.dtype, "key")(x)
-    v = _qkv_proj(self.num_heads, head_dim, self.dtype, "value")(x)
+    q = _qkv_proj(width, self.num_heads, head_dim, self.dtype, "query")(x)
+    k = _qkv_proj(width, self.num_heads, head_dim, self.dtype, "key")(x)
+    v = _qkv_proj(width, self.num_heads, head_dim, self.dtype, "value")(x)
     if decode:
       shape = (batch, self.max_len, self.num_heads, head_dim)
       cached_k = self.variable("cache", "cached_key", jnp.zeros, shape, k.dtype)
@@ -96,7 +96,7 @@ class SelfAttention(nn.Module):
     else:
       mask = jnp.tril(jnp.ones((length, length), bool))[None, None]
     y = _attend(q, k, v, mask, self.dtype)
-    return _out_proj(width, self.dtype, "out")(y)
+    return _out_proj(self.num_heads, head_dim, width, self.dtype, "out")(y)
 
 
 class CrossAttention(nn.Module):
@@ -110,9 +110,9 @@ class CrossAttention(nn.Module):
     memory_mask bool [B, M]."""
     width = x.shape[-1]
     head_dim = width // self.num_heads
-    q = _qkv_proj(self.num_heads, head_dim, self.dtype, "query")(x)
-    key_proj = _qkv_proj(self.num_heads, head_dim, self.dtype, "key")
-    value_proj = _qkv_proj(self.num_heads, head_dim, self.dtype, "value")
+    q = _qkv_proj(width, self.num_heads, head_dim, self.dtype, "query")(x)
+    key_proj = _qkv_proj(width, self.num_heads, head_dim, self.dtype, "key")
+    value_proj = _qkv_proj(width, self.num_heads, head_dim, self.dtype, "value")
     if memory is None:
       k = self.get_variable("cache", "cached_key")
       v = self.get_variable("cache", "cached_value")
@@ -123,7 +123,7 @@ class CrossAttention(nn.Module):
         self.put_variable("cache", "cached_key", k)
         self.put_variable("cache", "cached_value", v)
     y = _attend(q, k, v, memory_mask[:, None, None, :], self.dtype)
-    return _out_proj(width, self.dtype, "out")(y)
+    return _out_proj(self.num_heads, head_dim, width, self.dtype, "out")(y)
 
 
 class Mlp(nn.Module):
