@@ -41,7 +41,7 @@ def main(argv):
                                 seed=config.get("seed", 0), process_index=0, process_count=1)
   try:
     first = next(td)
-    print(f"batch: " + ", ".join(f"{k} {v.dtype}{list(v.shape)}" for k, v in first.items()))
+    print("batch: " + ", ".join(f"{k} {v.dtype}{list(v.shape)}" for k, v in first.items()))
     print(f"tokenizer: {data.tokenizer} vocab_size={tok.vocab_size}")
     print("\n".join(describe(first, tok, names, _NUM_EXAMPLES.value)))
     start = time.perf_counter()
