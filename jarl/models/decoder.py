@@ -22,7 +22,8 @@ from jax import lax
 
 from jarl.models.transformer import HeadProjection
 
-# Finite "minus infinity": -inf would turn 0 * -inf into NaN in masked sums.
+# Finite "minus infinity": with -inf, a fully masked attention row (-inf - -inf) and
+# dead beams (-inf + -inf comparisons, -inf * 0) would produce NaN.
 NEG_INF = -1.0e9
 
 _dense_init = nn.initializers.xavier_uniform()
@@ -204,7 +205,7 @@ class Decoder(nn.Module):
     if self.width % self.num_heads:
       raise ValueError(f"Decoder width={self.width} is not divisible by "
                        f"num_heads={self.num_heads}")
-    batch, length = tokens.shape
+    length = tokens.shape[1]
     if decode and length != 1:
       raise ValueError(f"Decoder(decode=True) takes one token per call, got tokens "
                        f"of shape {tokens.shape}")
