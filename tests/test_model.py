@@ -163,7 +163,7 @@ def test_generate_greedy_matches_teacher_forced_argmax():
 @pytest.mark.parametrize("key,value,message", [
     ("fusion.num_tokens", 0, "config.model.fusion.num_tokens=0"),
     ("fusion.vision_taps", (2, 9), "config.model.fusion.vision_taps=(2, 9)"),
-    ("fusion.width", 30, "config.model.fusion.width=30 is not divisible"),
+    ("fusion.width", 33, "config.model.fusion.width=33 is not divisible"),
     ("fusion.type", "sum", "config.model.fusion.type='sum'"),
     ("vision.variant", "Q/16", "config.model.vision.variant='Q/16'"),
     ("fusion.reducer", "pool", "config.model.fusion.reducer='pool'"),
