@@ -168,36 +168,30 @@ def load_params(path: str, abstract_params) -> tuple[Any, dict[str, list[str]]]:
 
   `path` is a workdir (latest step is used), its `checkpoints/` directory, or one step
   directory. Leaves present in both with equal shapes are loaded; the rest keep
-  `abstract_params`' fresh values from the caller. Returns (loaded subtree as a dict
-  keyed by path string, report) where report has `missing`, `unexpected`, `mismatched`.
+  the caller's fresh values. Returns ({keystr path: NumPy array} of the loadable leaves,
+  report) where report lists `missing`, `unexpected` and `mismatched` leaves.
   """
   step_dir = _resolve_step_dir(epath.Path(path))
-  checkpointer = ocp.StandardCheckpointer()
-  saved = checkpointer.metadata(step_dir / STATE)
-  saved = getattr(saved, "item_metadata", saved)
-  saved_params = saved["params"] if isinstance(saved, dict) else saved.params
-  saved_leaves = {jax.tree_util.keystr(p): v
-                  for p, v in jax.tree_util.tree_flatten_with_path(saved_params)[0]}
-  wanted = {jax.tree_util.keystr(p): v
+  saved_tree = ocp.StandardCheckpointer().metadata(step_dir / STATE).item_metadata.tree
+  if "params" not in saved_tree:
+    raise ValueError(f"config.init_from={path!r}: {step_dir / STATE} has no 'params'")
+  saved = {jax.tree_util.keystr(p): tuple(v.shape)
+           for p, v in jax.tree_util.tree_flatten_with_path(saved_tree["params"])[0]}
+  wanted = {jax.tree_util.keystr(p): tuple(v.shape)
             for p, v in jax.tree_util.tree_flatten_with_path(abstract_params)[0]}
   report = dict(
-      missing=sorted(k for k in wanted if k not in saved_leaves),
-      unexpected=sorted(k for k in saved_leaves if k not in wanted),
-      mismatched=sorted(f"{k}: checkpoint {tuple(saved_leaves[k].shape)} vs model "
-                        f"{tuple(wanted[k].shape)}" for k in wanted
-                        if k in saved_leaves and tuple(saved_leaves[k].shape) != tuple(wanted[k].shape)))
-  # Restore the whole saved params tree on host (NumPy), then keep what matches.
-  restored = checkpointer.restore(
-      step_dir / STATE,
-      args=ocp.args.PyTreeRestore(
-          item=None, partial_restore=False,
-          restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), saved)))
-  restored_params = restored["params"] if isinstance(restored, dict) else restored.params
+      missing=sorted(k for k in wanted if k not in saved),
+      unexpected=sorted(k for k in saved if k not in wanted),
+      mismatched=sorted(f"{k}: checkpoint {saved[k]} vs model {wanted[k]}"
+                        for k in wanted if k in saved and saved[k] != wanted[k]))
+  # Only the params subtree, as host NumPy arrays: the caller places them on its mesh.
+  item = {"params": saved_tree["params"]}
+  restored = ocp.PyTreeCheckpointer().restore(step_dir / STATE, args=ocp.args.PyTreeRestore(
+      item=item, partial_restore=True,
+      restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)))
   loaded = {jax.tree_util.keystr(p): np.asarray(v)
-            for p, v in jax.tree_util.tree_flatten_with_path(restored_params)[0]
-            if jax.tree_util.keystr(p) in wanted
-            and tuple(np.shape(v)) == tuple(wanted[jax.tree_util.keystr(p)].shape)}
-  return loaded, report
+            for p, v in jax.tree_util.tree_flatten_with_path(restored["params"])[0]}
+  return {k: v for k, v in loaded.items() if wanted.get(k) == v.shape}, report
 
 
 def _resolve_step_dir(path: epath.Path) -> epath.Path:

@@ -3,16 +3,19 @@
 One jitted, donated, sharded train step over a `jax.sharding.Mesh`; Orbax checkpoints
 with automatic resume; clu metric writers; periodic evaluators from `config.evals`.
 """
+import dataclasses
 import functools
 import time
+from typing import Any
 import zlib
 
 from absl import logging
 from clu import periodic_actions
 import flax.linen as nn
 import jax
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import numpy as np
+import optax
 
 from jarl import checkpoint
 from jarl import config_checks
@@ -40,14 +43,50 @@ def _compiled_flops(compiled) -> float:
   return float((cost or {}).get("flops", 0.0))
 
 
-def _initial_state(config, model, tx, mesh, state_sharding, abstract_state):
-  """Fresh sharded state (initialised directly in its shards), then `config.init_from`."""
+@dataclasses.dataclass
+class Trainer:
+  """Everything the loop needs that depends only on config + mesh (nothing trained yet)."""
+  model: nn.Module
+  tx: optax.GradientTransformation
+  mesh: Mesh
+  state_sharding: Any        # TrainState of NamedSharding
+  abstract_state: Any        # TrainState of sharded ShapeDtypeStruct
+  batch_sharding: NamedSharding
+  step_fn: Any               # jitted train_step(state, batch) -> (state, metrics), donates state
+
+
+def make_trainer(config, mesh: Mesh) -> Trainer:
+  """Model, optimizer, abstract sharded state (via jax.eval_shape) and the jitted step."""
+  sharding.check_rules(config.logical_axis_rules, mesh)
+  model = model_lib.build(config.model)
+  schedule = optim.learning_rate_schedule(config.optimizer, config.total_steps)
+  tx = optim.make_optimizer(config.optimizer, config.total_steps)
+  batch_sharding = sharding.batch_sharding(mesh, config.logical_axis_rules)
+  replicated = NamedSharding(mesh, PartitionSpec())
   dummy = model_lib.dummy_batch(config.model, 1)
-  init = lambda rng: nn.unbox(train_step_lib.init_state(model, tx, dummy, rng))
-  state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
+  # Boxed leaves carry the logical names into the optimizer moments too.
+  boxed = jax.eval_shape(functools.partial(train_step_lib.init_state, model, tx, dummy),
+                         jax.random.key(config.seed))
+  state_sharding = sharding.tree_shardings(boxed, mesh, config.logical_axis_rules)
+  abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                nn.unbox(boxed), state_sharding)
+  metric_sharding = dict(loss=replicated, per_example_loss=batch_sharding,
+                         dataset_id=batch_sharding, grad_norm=replicated,
+                         param_norm=replicated, learning_rate=replicated, finite=replicated)
+  step_fn = jax.jit(train_step_lib.make_train_step(model, tx, schedule, config),
+                    in_shardings=(state_sharding, batch_sharding),
+                    out_shardings=(state_sharding, metric_sharding), donate_argnums=0)
+  return Trainer(model, tx, mesh, state_sharding, abstract_state, batch_sharding, step_fn)
+
+
+def initial_state(config, trainer: Trainer) -> train_step_lib.TrainState:
+  """Fresh state, initialised directly in its shards; then `config.init_from` params."""
+  dummy = model_lib.dummy_batch(config.model, 1)
+  init = lambda rng: nn.unbox(train_step_lib.init_state(trainer.model, trainer.tx, dummy, rng))
+  state = jax.jit(init, out_shardings=trainer.state_sharding)(jax.random.key(config.seed))
   if not config.init_from:
     return state
-  loaded, report = checkpoint.load_params(config.init_from, abstract_state.params)
+  loaded, report = checkpoint.load_params(config.init_from, trainer.abstract_state.params)
   logging.info("init_from %s: loaded %d leaves; missing %s; unexpected %s; mismatched %s",
                config.init_from, len(loaded), report["missing"], report["unexpected"],
                report["mismatched"])
@@ -59,7 +98,7 @@ def _initial_state(config, model, tx, mesh, state_sharding, abstract_state):
     key = jax.tree_util.keystr(path)
     return jax.device_put(loaded[key], spec.sharding) if key in loaded else fresh
 
-  params = jax.tree_util.tree_map_with_path(take, state.params, abstract_state.params)
+  params = jax.tree_util.tree_map_with_path(take, state.params, trainer.abstract_state.params)
   return state.replace(params=params)
 
 
@@ -78,28 +117,16 @@ def train_and_evaluate(config, workdir: str) -> train_step_lib.TrainState:
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_rules(config.logical_axis_rules, mesh)
   config_checks.check_training(config, sharding.batch_shards(mesh, config.logical_axis_rules))
-  model = model_lib.build(config.model)
   tok = tokenizer.load(config.data.tokenizer)
   if tok.vocab_size != config.model.vocab_size:
     raise ValueError(f"config.model.vocab_size={config.model.vocab_size} but tokenizer "
                      f"config.data.tokenizer={config.data.tokenizer!r} has "
                      f"{tok.vocab_size} pieces")
-  schedule = optim.learning_rate_schedule(config.optimizer, config.total_steps)
-  tx = optim.make_optimizer(config.optimizer, config.total_steps)
-  batch_sharding = sharding.batch_sharding(mesh, config.logical_axis_rules)
-  replicated = NamedSharding(mesh, PartitionSpec())
 
   with jax.set_mesh(mesh):
-    # ---- Abstract state: shapes + shardings from the boxed logical names. ----
-    dummy = model_lib.dummy_batch(config.model, 1)
-    boxed = jax.eval_shape(functools.partial(train_step_lib.init_state, model, tx, dummy),
-                           jax.random.key(config.seed))
-    state_sharding = sharding.tree_shardings(boxed, mesh, config.logical_axis_rules)
-    abstract_state = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-        nn.unbox(boxed), state_sharding)
-    evaluators = registry.make_evaluators(config, model=model, mesh=mesh,
-                                          param_shardings=state_sharding.params)
+    trainer = make_trainer(config, mesh)
+    evaluators = registry.make_evaluators(config, model=trainer.model, mesh=mesh,
+                                          param_shardings=trainer.state_sharding.params)
 
     # ---- Resume or initialise. ----
     ckpt = checkpoint.Checkpointer(workdir, every_steps=config.ckpt_every_steps,
@@ -110,35 +137,32 @@ def train_and_evaluate(config, workdir: str) -> train_step_lib.TrainState:
     writer = metrics_writer.make_writer(workdir)
     flag = preemption.PreemptionFlag()
     try:
-      resumed = ckpt.restore_latest(abstract_state)
+      resumed = ckpt.restore_latest(trainer.abstract_state)
       if resumed:
         start_step, state, data_state = resumed
         train_data.set_state(data_state)
         logging.info("Resumed from %s at step %d.", ckpt.directory, start_step)
       else:
         start_step = 0
-        state = _initial_state(config, model, tx, mesh, state_sharding, abstract_state)
+        state = initial_state(config, trainer)
         writer.write_scalars(0, {k: v for e in evaluators for k, v in e.run(state.params).items()})
 
+      if start_step >= config.total_steps:
+        logging.info("Checkpoint step %d >= config.total_steps=%d: nothing to train.",
+                     start_step, config.total_steps)
+        return state
       # ---- Compile the step once, ahead of time. ----
       local_batch = next(train_data)
-      metric_sharding = dict(loss=replicated, per_example_loss=batch_sharding,
-                             dataset_id=batch_sharding, grad_norm=replicated,
-                             param_norm=replicated, learning_rate=replicated,
-                             finite=replicated)
-      step_fn = jax.jit(
-          train_step_lib.make_train_step(model, tx, schedule, config),
-          in_shardings=(state_sharding, batch_sharding),
-          out_shardings=(state_sharding, metric_sharding), donate_argnums=0)
-      compiled = step_fn.lower(
-          abstract_state,
-          _abstract_batch(local_batch, config.global_batch_size, batch_sharding)).compile()
+      compiled = trainer.step_fn.lower(
+          trainer.abstract_state,
+          _abstract_batch(local_batch, config.global_batch_size, trainer.batch_sharding)
+      ).compile()
       flops_per_step = _compiled_flops(compiled) * mesh.size
       logging.info("Train step compiled: %.3g FLOPs per step (XLA cost analysis).",
                    flops_per_step)
 
       state = _train_loop(config, state, start_step, local_batch, compiled, train_data,
-                          ckpt, writer, flag, evaluators, batch_sharding, flops_per_step)
+                          ckpt, writer, flag, evaluators, trainer.batch_sharding, flops_per_step)
     finally:
       flag.restore_handler()
       ckpt.close()
@@ -193,7 +217,8 @@ def _train_loop(config, state, start_step, local_batch, compiled, train_data, ck
                  for k in ("loss", "grad_norm", "param_norm", "learning_rate")}
       scalars.update({f"train/loss_{names[d] if d < len(names) else d}": s / max(n, 1)
                       for d, (s, n) in per_dataset.items()})
-      scalars.update({f"data/{k}": float(v) for k, v in train_data.stats().items()})
+      scalars.update({k if k.startswith("data/") else f"data/{k}": float(v)
+                      for k, v in train_data.stats().items()})
       scalars["data/batch_crc32"] = float(zlib.crc32(np.ascontiguousarray(local_batch["target"])))
       scalars["train/skipped_nonfinite"] = float(skipped)
       scalars["perf/examples_per_s"] = config.global_batch_size * steps_done / elapsed

@@ -81,7 +81,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     total = jnp.maximum(jnp.sum(count), 1.0)
     grads = jax.tree.map(lambda g: g / total, grads)
     loss = jnp.sum(loss_sum) / total
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -92,7 +92,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
     metrics = dict(
         loss=loss, per_example_loss=loss_sum / jnp.maximum(count, 1.0),
         dataset_id=batch["dataset_id"], grad_norm=grad_norm,
-        param_norm=optax.global_norm(params), learning_rate=schedule(state.step),
+        param_norm=optax.tree.norm(params), learning_rate=schedule(state.step),
         finite=finite)
     return new_state, metrics
 
