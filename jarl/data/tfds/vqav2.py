@@ -1,7 +1,8 @@
 """TFDS builder `jarl_vqav2`: VQA v2 (Goyal et al., CVPR 2017) on COCO 2014/2015 images.
 
-One example per question (images repeat, ~5 questions per image: simple random access
-and every question evaluated once). Fields match jarl/data/sources.canonical: `question`
+One example per question (images repeat, ~5.4 questions per image: simple random access
+and every question evaluated once; the price is disk, ~5x the COCO JPEG bytes, about
+70 GB for train). Fields match jarl/data/sources.canonical: `question`
 and `answers` (the 10 human answers) feed the `vqa` task; `vqa` trains on the most
 frequent answer and the evaluator scores with jarl.evaluation.vqa.
 """
