@@ -28,7 +28,10 @@ setuptools.setup(
         "pycocoevalcap>=1.2",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "pytest-xdist>=3.5", "nbclient>=0.10", "ipykernel>=6.29", "matplotlib>=3.8"],
+        "test": ["pytest>=8.0", "pytest-xdist>=3.5", "nbclient>=0.10", "ipykernel>=6.29",
+                 "matplotlib>=3.8",
+                 # tfds.testing (the TFDS builders' dummy-data tests) imports these.
+                 "dill>=0.3.8", "importlib_resources>=6.0"],
         "tpu": ["jax[tpu]>=0.7.0"],
         "gpu": ["jax[cuda12]>=0.7.0"],
     },
