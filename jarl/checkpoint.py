@@ -22,6 +22,10 @@ STATE = "state"
 DATA = "data"
 
 
+class ModelMismatchError(ValueError):
+  """The workdir's checkpoint was written by a model of other shapes."""
+
+
 class DataStateHandler(ocp.CheckpointHandler):
   """Writes / reads one JSON file per process (the pipeline state is per-process)."""
 
@@ -127,7 +131,7 @@ class Checkpointer:
     problems = _shape_mismatches(saved, abstract_state)
     if problems:
       shown = "\n  ".join(problems[:10])
-      raise ValueError(
+      raise ModelMismatchError(
           f"{self.directory / str(step)} holds a checkpoint of a different model "
           f"({len(problems)} mismatching leaves):\n  {shown}\nUse a fresh --workdir, or "
           "config.init_from to start from its parameters.")
@@ -140,13 +144,15 @@ class Checkpointer:
     """
     for step in sorted(self.all_steps(), reverse=True):
       try:
-        state, data_state = self.restore(step, abstract_state)
-      except ValueError as e:
-        if "holds a checkpoint of a different model" in str(e):
-          raise
-        logging.error("Checkpoint %s is unreadable (%s: %s); trying the previous one.",
-                      self.directory / str(step), type(e).__name__, e)
+        self._check_shapes(step, abstract_state)
+      except ModelMismatchError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        logging.error("Checkpoint %s has unreadable metadata (%s: %s); trying the previous "
+                      "one.", self.directory / str(step), type(e).__name__, e)
         continue
+      try:
+        state, data_state = self.restore(step, abstract_state)
       except Exception as e:  # pylint: disable=broad-except
         # Orbax/TensorStore raise many types for damaged files; all mean "skip this one".
         logging.error("Checkpoint %s is unreadable (%s: %s); trying the previous one.",

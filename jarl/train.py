@@ -30,13 +30,22 @@ from jarl.evaluation import registry
 from jarl.models import model as model_lib
 
 
+# What the train step consumes of a pipeline batch; anything else stays on the host.
+BATCH_KEYS = ("image", "text", "target", "dataset_id", "mask")
+
+
 def _abstract_batch(local_batch: dict, global_batch_size: int, batch_sharding) -> dict:
   return {k: jax.ShapeDtypeStruct((global_batch_size,) + v.shape[1:], v.dtype,
-                                  sharding=batch_sharding) for k, v in local_batch.items()}
+                                  sharding=batch_sharding)
+          for k, v in local_batch.items() if k in BATCH_KEYS}
 
 
 def _compiled_flops(compiled) -> float:
-  """FLOPs of one step on one device, from XLA's cost analysis (0 when unavailable)."""
+  """FLOPs of one step on one device, from XLA's cost analysis (0 when unavailable).
+
+  Under SPMD the compiled program is the per-device one, so the caller multiplies by
+  the number of devices (checked: an 8-way data-parallel matmul reports 1/8).
+  """
   cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):
     cost = cost[0] if cost else {}
@@ -145,7 +154,8 @@ def train_and_evaluate(config, workdir: str) -> train_step_lib.TrainState:
       else:
         start_step = 0
         state = initial_state(config, trainer)
-        writer.write_scalars(0, {k: v for e in evaluators for k, v in e.run(state.params).items()})
+        if evaluators:  # the starting point of every validation curve
+          writer.write_scalars(0, {k: v for e in evaluators for k, v in e.run(state.params).items()})
 
       if start_step >= config.total_steps:
         logging.info("Checkpoint step %d >= config.total_steps=%d: nothing to train.",
@@ -190,23 +200,26 @@ def _train_loop(config, state, start_step, local_batch, compiled, train_data, ck
     if step > start_step + 1:
       local_batch = next(train_data)
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
-      state, metrics = compiled(state, sharding.global_batch(local_batch, batch_sharding))
-    per_example = sharding.local_rows(metrics["per_example_loss"])
-    train_data.update(dataset_id=local_batch["dataset_id"], loss=per_example, step=step)
-    if not bool(metrics["finite"]):
-      if not config.skip_nonfinite:
-        ckpt.wait()
-        raise FloatingPointError(
-            f"Non-finite loss or gradients at step {step} (loss={float(metrics['loss'])}, "
-            f"grad_norm={float(metrics['grad_norm'])}); last good checkpoint: "
-            f"{ckpt.directory / str(ckpt.latest_step()) if ckpt.latest_step() else 'none'}. "
-            "Set config.skip_nonfinite=True to drop such updates instead.")
-      skipped += 1
-    for d, loss in zip(local_batch["dataset_id"][local_batch["mask"]],
-                       per_example[local_batch["mask"]]):
-      acc = per_dataset.setdefault(int(d), [0.0, 0])
-      acc[0] += float(loss)
-      acc[1] += 1
+      state, metrics = compiled(state, sharding.global_batch(
+          {k: local_batch[k] for k in BATCH_KEYS}, batch_sharding))
+    if bool(metrics["finite"]):
+      per_example = sharding.local_rows(metrics["per_example_loss"])
+      train_data.update(dataset_id=local_batch["dataset_id"], loss=per_example, step=step)
+      for d, loss in zip(local_batch["dataset_id"][local_batch["mask"]],
+                         per_example[local_batch["mask"]]):
+        acc = per_dataset.setdefault(int(d), [0.0, 0])
+        acc[0] += float(loss)
+        acc[1] += 1
+    elif config.skip_nonfinite:
+      skipped += 1  # the update was dropped; NaN losses must not steer the sampler either
+    else:
+      ckpt.wait()
+      last = ckpt.latest_step()
+      raise FloatingPointError(
+          f"Non-finite loss or gradients at step {step} (loss={float(metrics['loss'])}, "
+          f"grad_norm={float(metrics['grad_norm'])}); last good checkpoint: "
+          f"{ckpt.directory / str(last) if last else 'none'}. "
+          "Set config.skip_nonfinite=True to drop such updates instead.")
     for hook in hooks:
       hook(step)
 
@@ -229,9 +242,11 @@ def _train_loop(config, state, start_step, local_batch, compiled, train_data, ck
     preempted = flag.requested()
     if ckpt.should_save(step, config.total_steps) or preempted:
       ckpt.save(step, state, train_data.get_state())
+    eval_start = time.time()
     for evaluator in evaluators:
       if step % evaluator.every_steps == 0 or step == config.total_steps:
         writer.write_scalars(step, evaluator.run(state.params))
+    last_log_time += time.time() - eval_start  # examples/s counts training time only
     writer.flush()
     if preempted:
       logging.warning("Preempted: saved step %d to %s; exiting.", step, ckpt.directory)

@@ -7,25 +7,28 @@ from jarl import train
 import train_fixtures
 
 
-def test_gradient_accumulation_matches_one_bigtrain_fixtures.batch():
-  batches = [train_fixtures.batch(train_fixtures.tiny_config(), 8, seed=3)]
+def test_gradient_accumulation_matches_one_big_batch():
+  # Two steps: the first has learning rate 0 (warmup), the second really moves params.
+  batches = [train_fixtures.batch(train_fixtures.tiny_config(), 8, seed) for seed in (3, 4)]
   mesh_config = [("data", -1), ("fsdp", 1), ("model", 1)]
-  whole, p_whole = train_fixtures.run_steps(train_fixtures.tiny_config(), mesh_config, jax.devices()[:2],
-                              batches)
-  split, p_split = train_fixtures.run_steps(train_fixtures.tiny_config(optimizer__grad_accum_steps=2),
-                              mesh_config, jax.devices()[:2], batches)
-  np.testing.assert_allclose(whole[0]["loss"], split[0]["loss"], rtol=1e-5)
-  # Per-example losses come back in the batch's original row order.
-  np.testing.assert_allclose(whole[0]["per_example_loss"], split[0]["per_example_loss"],
-                             rtol=1e-5)
-  np.testing.assert_allclose(whole[0]["grad_norm"], split[0]["grad_norm"], rtol=1e-4)
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6),
+  whole, p_whole = train_fixtures.run_steps(
+      train_fixtures.tiny_config(), mesh_config, jax.devices()[:2], batches)
+  split, p_split = train_fixtures.run_steps(
+      train_fixtures.tiny_config(optimizer__grad_accum_steps=2), mesh_config,
+      jax.devices()[:2], batches)
+  for a, b in zip(whole, split):
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+    # Per-example losses come back in the batch's original row order.
+    np.testing.assert_allclose(a["per_example_loss"], b["per_example_loss"], rtol=1e-5)
+    np.testing.assert_allclose(a["grad_norm"], b["grad_norm"], rtol=1e-4)
+  # As in test_train_step: zero-true-gradient biases may differ by float noise only.
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=3e-4),
                p_whole, p_split)
 
 
 def test_nonfinite_batch_is_flagged_and_skipped():
   # (Without skip_nonfinite the loop stops; tests/test_train_loop.py checks that.)
-  config = train_fixtures.tiny_config(skip_nonfinite=True)
+  config = train_fixtures.tiny_config(skip_nonfinite=True, optimizer__warmup_steps=0)
   bad = train_fixtures.batch(config, 8)
   bad["image"][0, 0, 0, 0] = np.nan
   mesh = sharding.make_mesh([("data", -1), ("fsdp", 1), ("model", 1)], jax.devices()[:1])

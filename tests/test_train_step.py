@@ -6,18 +6,16 @@ import optax
 
 from jarl import losses
 from jarl import optim
-from jarl import sharding
-from jarl import train
 import train_fixtures
 
 
 def test_one_device_and_eight_devices_agree():
   config = train_fixtures.tiny_config()
   batches = [train_fixtures.batch(config, 8, seed) for seed in range(3)]
-  one, params_one = train_fixtures.run_steps(config, [("data", -1), ("fsdp", 1), ("model", 1)],
-                               jax.devices()[:1], batches)
-  eight, params_eight = train_fixtures.run_steps(config, [("data", 4), ("fsdp", 2), ("model", 1)],
-                                   jax.devices(), batches)
+  one, params_one = train_fixtures.run_steps(
+      config, [("data", -1), ("fsdp", 1), ("model", 1)], jax.devices()[:1], batches)
+  eight, params_eight = train_fixtures.run_steps(
+      config, [("data", 4), ("fsdp", 2), ("model", 1)], jax.devices(), batches)
   assert one[0]["loss"] > 1.0  # a real cross-entropy, not a degenerate zero
   for a, b in zip(one, eight):
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
