@@ -191,8 +191,10 @@ def _train_loop(config, state, start_step, local_batch, compiled, train_data, ck
       every_secs=None)
   hooks = [report]
   if config.profile_steps:
+    # Steps 5.. after (re)start: past compilation and the first checkpoint/eval.
     hooks.append(periodic_actions.Profile(logdir=ckpt.directory.parent, every_secs=None,
                                           num_profile_steps=config.profile_steps,
+                                          profile_duration_ms=None,
                                           first_profile=start_step + 5))
   per_dataset = {}  # dataset id -> [loss sum, count] since the last log
   skipped, last_log_time, last_log_step = 0, time.time(), start_step
