@@ -19,6 +19,8 @@ def test_trains_evaluates_checkpoints_and_logs(tmp_path):
   assert sorted(losses) == [1, 2, 3, 4, 5, 6]
   val = {r["step"]: r["val/loss"] for r in records if "val/loss" in r}
   assert sorted(val) == [0, 3, 6]
+  # Every validation example counted exactly once (padding rows masked out).
+  assert {r["val/examples"] for r in records if "val/examples" in r} == {16.0}
   assert val[6] < val[0] - 0.3  # it learns: lr 3e-3 on the shapes captions
   last = [r for r in records if "train/loss" in r][-1]
   for key in ("train/learning_rate", "train/grad_norm", "perf/examples_per_s",
