@@ -17,6 +17,7 @@ from jarl.models import fusion as fusion_lib
 from jarl.models import reducers, text as text_lib, transformer, vit
 
 FUSION_TYPES = ("jarl", "concat", "cross_attention")
+VISION_REDUCERS = ("none", "elip")  # token reducer inside the ViT (vit.py)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -34,7 +35,8 @@ class Model(nn.Module):
     # Towers stop at their last tap: blocks above it would feed nothing.
     self.vision = vit.ViT(v["width"], f["vision_taps"][-1], v["mlp_dim"], v["num_heads"],
                           v["patch_size"], v["posemb"], v["dropout"], v["scan"],
-                          v["remat_policy"], self.dtype)
+                          v["remat_policy"], self.dtype, v["reducer"], v["elip_layers"],
+                          v["elip_keep"])
     self.text = text_lib.TextEncoder(self.vocab_size, t["width"], f["text_taps"][-1],
                                      t["mlp_dim"], t["num_heads"], t["max_len"], t["dropout"],
                                      t["scan"], t["remat_policy"], self.dtype)
@@ -56,8 +58,15 @@ class Model(nn.Module):
   def encode(self, image, text, train=False):
     """-> memory [B, S, D], memory_mask [B, S] bool, out (reducer maps, grid)."""
     f = self.fusion_config
-    _, vision_out = self.vision(image, train)
-    _, text_out = self.text(text, train)
+    if self.vision_config["reducer"] == "elip":
+      # ELIP prunes vision tokens by their similarity to the text, so the text runs first;
+      # its guide is the top of the (built) text tower, padding masked.
+      _, text_out = self.text(text, train)
+      _, vision_out = self.vision(image, train, text_guide=text_out[
+          f"depth_{f['text_taps'][-1]}"], text_mask=text_out["mask"])
+    else:
+      _, vision_out = self.vision(image, train)
+      _, text_out = self.text(text, train)
     vision_taps = [vision_out[f"depth_{d}"] for d in f["vision_taps"]]
     text_taps = [text_out[f"depth_{d}"] for d in f["text_taps"]]
     memory, memory_mask, out = self.fusion(vision_taps, text_taps, text_out["mask"],
@@ -108,8 +117,14 @@ def build(model_config) -> Model:
   if c.vision.image_size % vision["patch_size"]:
     raise ValueError(f"config.model.vision.image_size={c.vision.image_size} is not divisible "
                      f"by the patch size {vision['patch_size']}")
-  if c.vision.get("reducer", "none") != "none":
-    raise ValueError(f"config.model.vision.reducer={c.vision.reducer!r}: only 'none' is built")
+  vision.update(reducer=c.vision.get("reducer", "none"),
+                elip_layers=tuple(int(x) for x in c.vision.get("elip_layers", ())),
+                elip_keep=tuple(float(x) for x in c.vision.get("elip_keep", ())))
+  if vision["reducer"] not in VISION_REDUCERS:
+    raise ValueError(f"config.model.vision.reducer={vision['reducer']!r}: choose from "
+                     f"{VISION_REDUCERS}")
+  if vision["reducer"] != "elip":  # unused: keep them out of the model's fields
+    vision.update(elip_layers=(), elip_keep=())
   text = dict(transformer.resolve_size(c.text, "config.model.text"), max_len=c.text.max_len,
               dropout=c.text.dropout, scan=c.text.scan, remat_policy=c.text.remat_policy)
   for tower in (vision, text):
@@ -136,6 +151,9 @@ def build(model_config) -> Model:
     raise ValueError(f"config.model.fusion.reducer={f['reducer']!r}: choose from "
                      f"{sorted(reducers.REDUCERS)}")
 
+  if vision["reducer"] == "elip":
+    _check_elip(vision, text, f)
+
   d = dict(c.decoder)
   for key in ("width", "depth", "num_heads", "mlp_dim", "max_len"):
     if int(d[key]) < 1:
@@ -148,6 +166,38 @@ def build(model_config) -> Model:
   if c.dtype not in DTYPES:
     raise ValueError(f"config.model.dtype={c.dtype!r}: choose from {sorted(DTYPES)}")
   return Model(vision, text, f, d, int(c.vocab_size), DTYPES[c.dtype])
+
+
+def _check_elip(vision, text, f):
+  layers, keep = vision["elip_layers"], vision["elip_keep"]
+  named = f"config.model.vision.elip_layers={layers}"
+  if not layers or len(layers) != len(keep):
+    raise ValueError(f"{named} and config.model.vision.elip_keep={keep}: need one keep "
+                     f"fraction per layer, at least one layer")
+  for layer in layers:
+    if not 1 <= layer <= vision["depth"]:
+      raise ValueError(f"{named}: layer {layer} is outside the ViT's depth 1..{vision['depth']}")
+    if layer > f["vision_taps"][-1]:
+      raise ValueError(f"{named}: layer {layer} is above the last vision tap "
+                       f"{f['vision_taps'][-1]} (config.model.fusion.vision_taps), where the "
+                       f"tower stops; the stage would never run")
+  if any(a >= b for a, b in zip(layers, layers[1:])):
+    raise ValueError(f"{named}: layers must be strictly increasing")
+  for k in keep:
+    if not 0.0 < k <= 1.0:
+      raise ValueError(f"config.model.vision.elip_keep={keep}: keep {k} is not in (0, 1]")
+  if vision["scan"]:
+    raise ValueError("config.model.vision.scan=True: ELIP changes the token count between "
+                     "blocks, which nn.scan cannot carry; set scan=False with reducer='elip'")
+  if text["width"] != vision["width"]:
+    # ELIP is parameter-free: the guide is compared with image tokens in their own space.
+    raise ValueError(f"config.model.vision.reducer='elip' compares text and image features "
+                     f"directly: config.model.text.width={text['width']} must equal "
+                     f"config.model.vision.width={vision['width']}")
+  if f["reducer"] == "tokenlearner_v1":
+    raise ValueError("config.model.fusion.reducer='tokenlearner_v1' needs the patch grid, "
+                     "which config.model.vision.reducer='elip' removes by pruning; use "
+                     "tokenlearner_v11")
 
 
 def count_params(params) -> int:

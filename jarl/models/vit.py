@@ -4,15 +4,22 @@ The parameter tree matches big_vision's `vit.py` (`embedding`, `pos_embedding`,
 `Transformer/encoderblock_{i}/...`, `Transformer/encoder_norm`), so its `.npz` checkpoints
 load with `load_big_vision_npz`. Only `depth` blocks are built: with fusion taps that end
 mid-tower, the joint tokens replace the upper blocks (DESIGN.md, "The model").
+
+`reducer="elip"` (config.model.vision.reducer) prunes and merges vision tokens between
+blocks, guided by the text (ELIP, Guo et al., arXiv 2309.16738; our reading, see
+`reducers.elip_scores`): after block d for each d in `elip_layers`, the tokens are scored
+against the pooled text guide, the top `elip_keep` fraction is kept and the rest merged
+into one token. It adds no parameters: the parameter tree is the plain ViT's (loop
+layout), so plain checkpoints load and `reducer="none"` runs the unchanged code path.
 """
-from typing import Any
+from typing import Any, Tuple
 
 import flax
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from jarl.models import transformer
+from jarl.models import reducers, transformer
 
 
 def sincos2d(h, w, width, temperature=10_000.0):
@@ -27,10 +34,64 @@ def sincos2d(h, w, width, temperature=10_000.0):
   return jnp.asarray(pe, jnp.float32)[None]
 
 
+def pool_text_guide(text, mask):
+  """Masked mean of text features: text [B, L, D], mask [B, L] bool -> guide [B, D].
+
+  Padding never contributes; an all-padding row gives a zero guide (no NaN).
+  """
+  weights = mask.astype(jnp.float32)
+  total = jnp.einsum("bl,bld->bd", weights, text.astype(jnp.float32))
+  return total / jnp.maximum(weights.sum(-1, keepdims=True), 1.0)
+
+
+class ElipEncoder(nn.Module):
+  """`transformer.Encoder` in the loop layout with an ELIP stage after chosen blocks.
+
+  x [B, N, D], guide [B, D] or None -> (encoded [B, N', D], out). out[f"depth_{d}"] is the
+  residual stream after block d *and* its ELIP stage, if any (what the blocks above and
+  the fusion taps see); out[f"elip_index_{d}"] [B, k] the kept positions among the stage's
+  input tokens, out[f"elip_weights_{d}"] [B, N_in] the merge weights. Parameter names are
+  the loop Encoder's (`encoderblock_{i}`, `encoder_norm`). `guide=None` scores against the
+  image's own mean token: a vision-only fallback that keeps the tower usable alone (image
+  features, the per-tower programs of `jarl.flops`) at the same cost; the model always
+  passes the text guide.
+  """
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  elip_layers: Tuple[int, ...]
+  elip_keep: Tuple[float, ...]
+  dropout: float = 0.0
+  remat_policy: str = "none"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, guide=None, train=False):
+    out = {"depth_0": x}
+    block = transformer.Encoder1DBlock
+    if self.remat_policy != "none":
+      block = nn.remat(block, policy=transformer.REMAT_POLICIES[self.remat_policy],
+                       static_argnums=(3,))
+    stages = dict(zip(self.elip_layers, self.elip_keep))
+    for d in range(1, self.depth + 1):
+      x = block(self.num_heads, self.mlp_dim, self.dropout, self.dtype,
+                name=f"encoderblock_{d - 1}")(x, None, train)
+      if d in stages:
+        g = x.mean(axis=1) if guide is None else guide
+        x, out[f"elip_index_{d}"], out[f"elip_weights_{d}"] = reducers.elip_prune(
+            x, reducers.elip_scores(x, g), stages[d])
+      out[f"depth_{d}"] = x
+    return transformer.layer_norm("encoder_norm", self.dtype)(x), out
+
+
 class ViT(nn.Module):
   """image [B, H, W, 3] in [-1, 1] -> (tokens [B, N, D] after encoder_norm, out).
 
-  out[f"depth_{d}"] holds the residual stream after d blocks, [B, N, D].
+  out[f"depth_{d}"] holds the residual stream after d blocks, [B, N_d, D] (N_d = N unless
+  an ELIP stage at or below d pruned); out["grid"] = (h, w), the patch grid, or None once
+  an ELIP stage ran (the tokens no longer form the grid; out["elip_index_{d}"] maps them back).
+  With reducer="elip", text_guide [B, L, D] and text_mask [B, L] bool (the text tower's
+  features and padding mask) guide the pruning; padding never contributes.
   """
   width: int
   depth: int
@@ -42,9 +103,12 @@ class ViT(nn.Module):
   scan: bool = False
   remat_policy: str = "none"
   dtype: Any = jnp.float32
+  reducer: str = "none"
+  elip_layers: Tuple[int, ...] = ()
+  elip_keep: Tuple[float, ...] = ()
 
   @nn.compact
-  def __call__(self, image, train=False):
+  def __call__(self, image, train=False, text_guide=None, text_mask=None):
     p = self.patch_size
     x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", name="embedding",
                 dtype=self.dtype,
@@ -63,6 +127,23 @@ class ViT(nn.Module):
       raise ValueError(f"config.model.vision.posemb={self.posemb!r}: choose learn or sincos2d")
     x = x + pos.astype(x.dtype)
     x = nn.Dropout(self.dropout)(x, deterministic=not train)
+    if self.reducer == "elip":
+      if self.scan:
+        raise ValueError("config.model.vision.scan=True: ELIP changes the token count between "
+                         "blocks, which nn.scan cannot carry; use scan=False")
+      guide = None
+      if text_guide is not None:
+        if text_mask is None:
+          text_mask = jnp.ones(text_guide.shape[:2], bool)
+        guide = pool_text_guide(text_guide, text_mask)
+      x, out = ElipEncoder(self.depth, self.num_heads, self.mlp_dim, tuple(self.elip_layers),
+                           tuple(self.elip_keep), self.dropout, self.remat_policy, self.dtype,
+                           name="Transformer")(x, guide, train)
+      ran = any(key.startswith("elip_index_") for key in out)
+      out["grid"] = None if ran else (h, w)
+      return x, out
+    if self.reducer != "none":
+      raise ValueError(f"config.model.vision.reducer={self.reducer!r}: choose none or elip")
     x, out = transformer.Encoder(self.depth, self.num_heads, self.mlp_dim, self.dropout,
                                  self.scan, self.remat_policy, self.dtype,
                                  name="Transformer")(x, None, train)
