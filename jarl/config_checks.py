@@ -28,9 +28,6 @@ def check_training(config, num_batch_shards: int) -> None:
   for key in ("b1", "b2", "label_smoothing"):
     if not 0.0 <= opt[key] < 1.0:
       raise ValueError(f"config.optimizer.{key}={opt[key]}: must be in [0, 1)")
-  if opt.warmup_steps >= config.total_steps:
-    raise ValueError(f"config.optimizer.warmup_steps={opt.warmup_steps}: must be below "
-                     f"config.total_steps={config.total_steps}")
   # Every process feeds an equal share, split evenly over the batch shards of the mesh,
   # and each shard again into grad_accum_steps micro-batches.
   if config.global_batch_size % (num_batch_shards * opt.grad_accum_steps) or \

@@ -69,7 +69,7 @@ def make_trainer(config, mesh: Mesh) -> Trainer:
   sharding.check_rules(config.logical_axis_rules, mesh)
   model = model_lib.build(config.model)
   schedule = optim.learning_rate_schedule(config.optimizer, config.total_steps)
-  tx = optim.make_optimizer(config.optimizer, config.total_steps)
+  tx = optim.make_optimizer(config.optimizer, schedule)
   batch_sharding = sharding.batch_sharding(mesh, config.logical_axis_rules)
   replicated = NamedSharding(mesh, PartitionSpec())
   dummy = model_lib.dummy_batch(config.model, 1)

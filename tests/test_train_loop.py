@@ -35,7 +35,8 @@ def test_trains_evaluates_checkpoints_and_logs(tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     (dict(global_batch_size=7), "config.global_batch_size=7"),
     (dict(optimizer__learning_rate=-1.0), "config.optimizer.learning_rate=-1.0"),
-    (dict(optimizer__warmup_steps=6), "config.optimizer.warmup_steps=6"),
+    (dict(optimizer__grad_accum_steps=3), "config.optimizer.grad_accum_steps=3"),
+    (dict(optimizer__b2=1.0), "config.optimizer.b2=1.0"),
     (dict(mesh=[("data", 3), ("fsdp", -1), ("model", 1)]), "config.mesh="),
     (dict(evals__val__type="bleu"), "config.evals.val.type='bleu'"),
     (dict(evals__val__batch_size=12), "config.evals.val.batch_size=12"),

@@ -58,10 +58,17 @@ def test_schedule_warms_up_then_decays_to_zero():
                              [0.0, 5e-4, 1e-3, 5e-4, 0.0], atol=1e-9)
 
 
+def test_schedule_of_a_run_shorter_than_its_warmup_still_reaches_the_peak():
+  opt = train_fixtures.tiny_config(optimizer__warmup_steps=100,
+                                   optimizer__learning_rate=1e-3).optimizer
+  schedule = optim.learning_rate_schedule(opt, 6)
+  np.testing.assert_allclose([schedule(0), schedule(5)], [0.0, 1e-3], atol=1e-9)
+
+
 def test_weight_decay_leaves_biases_alone():
   opt = train_fixtures.tiny_config(optimizer__weight_decay=0.5, optimizer__clip_norm=0.0,
                                    optimizer__warmup_steps=0).optimizer
-  tx = optim.make_optimizer(opt, 10)
+  tx = optim.make_optimizer(opt, optim.learning_rate_schedule(opt, 10))
   params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}
   zero = jax.tree.map(jnp.zeros_like, params)
   updates, _ = tx.update(zero, tx.init(params), params)
