@@ -7,6 +7,7 @@ import sys
 import jax
 import numpy as np
 
+from jarl import metrics_writer
 from jarl import sharding
 from jarl import train
 
@@ -124,3 +125,7 @@ def run_steps(config, mesh_config, devices, batches):
       out.append(jax.tree.map(np.asarray, metrics))
     params = jax.tree.map(np.asarray, state.params)
   return out, params
+
+
+def read_metrics(workdir) -> list[dict]:
+  return metrics_writer.read_jsonl(str(workdir))

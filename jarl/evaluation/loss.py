@@ -23,9 +23,10 @@ class LossEvaluator:
     self.every_steps = int(eval_config["every_steps"])
     batch_size = int(eval_config["batch_size"])
     shards = sharding.batch_shards(mesh, config.logical_axis_rules)
-    if batch_size % (shards * jax.process_count()):
+    if batch_size % shards or batch_size % jax.process_count():
       raise ValueError(f"config.evals.{name}.batch_size={batch_size}: must divide by the "
-                       f"{shards} batch shards x {jax.process_count()} processes")
+                       f"{shards} batch shards of config.mesh and by the "
+                       f"{jax.process_count()} processes")
     if int(eval_config["num_examples"]) < 1:
       raise ValueError(f"config.evals.{name}.num_examples={eval_config['num_examples']}: "
                        "must be >= 1")
