@@ -51,8 +51,13 @@ def measure(model_config, batch_size=8):
   def apply(method):
     return lambda p, b: model.apply({"params": p}, b, method=method)
 
-  vision = apply(lambda m, b: m.vision(b["image"])[1][
-      f"depth_{m.fusion_config['vision_taps'][-1]}"])
+  def top_taps(m, b):
+    vision_out, text_out = m.towers(b["image"], b["text"])
+    taps = m.fusion_config
+    return vision_out[f"depth_{taps['vision_taps'][-1]}"], text_out[f"depth_{taps['text_taps'][-1]}"]
+
+  # Vision is costed as (both towers) - (text tower): with ELIP the ViT needs the text guide.
+  towers = apply(top_taps)
   text = apply(lambda m, b: m.text(b["text"])[1][f"depth_{m.fusion_config['text_taps'][-1]}"])
   encode = apply(lambda m, b: m.encode(b["image"], b["text"])[0])
   forward = apply(lambda m, b: m(b["image"], b["text"], b["target"])[0])
@@ -62,15 +67,15 @@ def measure(model_config, batch_size=8):
     return _xent(logits, b["target"])
 
   flops = {}
-  for name, fn in (("vision", vision), ("text", text), ("encode", encode), ("forward", forward)):
+  for name, fn in (("towers", towers), ("text", text), ("encode", encode), ("forward", forward)):
     flops[name], _ = compiled_cost(fn, abstract_params, abstract_batch)
   flops["train"], train_temp = compiled_cost(jax.value_and_grad(train_loss), abstract_params,
                                              abstract_batch)
   per = lambda x: x / batch_size / 1e9
   parts = {
-      "vision": per(flops["vision"]),
+      "vision": per(flops["towers"] - flops["text"]),
       "text": per(flops["text"]),
-      "fusion": per(flops["encode"] - flops["vision"] - flops["text"]),
+      "fusion": per(flops["encode"] - flops["towers"]),
       "decoder": per(flops["forward"] - flops["encode"]),
   }
   params = {k: model_lib.count_params(v) for k, v in abstract_params.items()}

@@ -136,10 +136,9 @@ def test_vit_keeps_exactly_the_configured_number_of_tokens_per_stage():
     assert index.shape == (2, k)
     assert all(len(set(row)) == k and list(row) == sorted(row) for row in index)
     np.testing.assert_allclose(out[f"elip_weights_{d}"].sum(-1), 1.0, rtol=1e-5)
-  # Alone (no text), the tower scores against its own mean token at the same token budget.
-  alone, alone_out = elip.apply(params, image)
-  assert alone.shape == x.shape and not np.array_equal(alone_out["elip_index_1"],
-                                                       out["elip_index_1"])
+  # ELIP is language-guided: without the text the tower refuses rather than guess.
+  with pytest.raises(ValueError, match="needs text_guide"):
+    elip.apply(params, image)
 
 
 def test_first_stage_matches_a_numpy_recomputation_from_the_plain_vit():

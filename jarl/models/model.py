@@ -55,8 +55,8 @@ class Model(nn.Module):
       self.fusion = fusion_lib.CrossAttentionFusion(**common)
     self.decoder = make_decoder(self)
 
-  def encode(self, image, text, train=False):
-    """-> memory [B, S, D], memory_mask [B, S] bool, out (reducer maps, grid)."""
+  def towers(self, image, text, train=False):
+    """-> (vision_out, text_out): each tower's per-depth features (see vit.py, text.py)."""
     f = self.fusion_config
     if self.vision_config["reducer"] == "elip":
       # ELIP prunes vision tokens by their similarity to the text, so the text runs first;
@@ -67,6 +67,12 @@ class Model(nn.Module):
     else:
       _, vision_out = self.vision(image, train)
       _, text_out = self.text(text, train)
+    return vision_out, text_out
+
+  def encode(self, image, text, train=False):
+    """-> memory [B, S, D], memory_mask [B, S] bool, out (reducer maps, grid)."""
+    f = self.fusion_config
+    vision_out, text_out = self.towers(image, text, train)
     vision_taps = [vision_out[f"depth_{d}"] for d in f["vision_taps"]]
     text_taps = [text_out[f"depth_{d}"] for d in f["text_taps"]]
     memory, memory_mask, out = self.fusion(vision_taps, text_taps, text_out["mask"],

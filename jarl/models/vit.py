@@ -51,10 +51,7 @@ class ElipEncoder(nn.Module):
   residual stream after block d *and* its ELIP stage, if any (what the blocks above and
   the fusion taps see); out[f"elip_index_{d}"] [B, k] the kept positions among the stage's
   input tokens, out[f"elip_weights_{d}"] [B, N_in] the merge weights. Parameter names are
-  the loop Encoder's (`encoderblock_{i}`, `encoder_norm`). `guide=None` scores against the
-  image's own mean token: a vision-only fallback that keeps the tower usable alone (image
-  features, the per-tower programs of `jarl.flops`) at the same cost; the model always
-  passes the text guide.
+  the loop Encoder's (`encoderblock_{i}`, `encoder_norm`).
   """
   depth: int
   num_heads: int
@@ -66,7 +63,7 @@ class ElipEncoder(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, guide=None, train=False):
+  def __call__(self, x, guide, train=False):
     out = {"depth_0": x}
     block = transformer.Encoder1DBlock
     if self.remat_policy != "none":
@@ -77,9 +74,8 @@ class ElipEncoder(nn.Module):
       x = block(self.num_heads, self.mlp_dim, self.dropout, self.dtype,
                 name=f"encoderblock_{d - 1}")(x, None, train)
       if d in stages:
-        g = x.mean(axis=1) if guide is None else guide
         x, out[f"elip_index_{d}"], out[f"elip_weights_{d}"] = reducers.elip_prune(
-            x, reducers.elip_scores(x, g), stages[d])
+            x, reducers.elip_scores(x, guide), stages[d])
       out[f"depth_{d}"] = x
     return transformer.layer_norm("encoder_norm", self.dtype)(x), out
 
@@ -131,11 +127,12 @@ class ViT(nn.Module):
       if self.scan:
         raise ValueError("config.model.vision.scan=True: ELIP changes the token count between "
                          "blocks, which nn.scan cannot carry; use scan=False")
-      guide = None
-      if text_guide is not None:
-        if text_mask is None:
-          text_mask = jnp.ones(text_guide.shape[:2], bool)
-        guide = pool_text_guide(text_guide, text_mask)
+      if text_guide is None:
+        raise ValueError("config.model.vision.reducer='elip' prunes by the text: the ViT "
+                         "needs text_guide (Model.towers passes it)")
+      if text_mask is None:
+        text_mask = jnp.ones(text_guide.shape[:2], bool)
+      guide = pool_text_guide(text_guide, text_mask)
       x, out = ElipEncoder(self.depth, self.num_heads, self.mlp_dim, tuple(self.elip_layers),
                            tuple(self.elip_keep), self.dropout, self.remat_policy, self.dtype,
                            name="Transformer")(x, guide, train)
