@@ -113,7 +113,7 @@ def get_config(arg=None):
   c.profile_steps = 0       # > 0: trace this many steps into the workdir (TensorBoard)
 
   c.optimizer = ml_collections.ConfigDict(dict(
-      learning_rate=1e-3 if demo else 1e-3, warmup_steps=100 if demo else 10_000,
+      learning_rate=1e-3, warmup_steps=100 if demo else 10_000,
       weight_decay=1e-4, b1=0.9, b2=0.999, clip_norm=1.0, grad_accum_steps=1,
       label_smoothing=0.0))
 
