@@ -1,0 +1,52 @@
+r"""Train-step throughput of JARL vs concat fusion at equal towers, on this machine.
+
+    python benchmarks/step_throughput.py                 # demo model, batch 32, 20 timed steps
+    python benchmarks/step_throughput.py --variant=base  # paper-scale (accelerator)
+    python benchmarks/step_throughput.py --quick         # CI smoke: tiny batch, 3 steps
+
+Each figure is the median of the timed steps after compilation. `utilization` is the
+step's achieved FLOP/s (XLA-counted) over the dense-matmul FLOP/s this process reaches on
+the same device, so it carries across machines; on a GPU/TPU `mfu` is against the chip's
+bf16 peak. The last line is one JSON object.
+"""
+import argparse
+import json
+
+from step_timer import chip_peak, matmul_flops_per_sec, time_train_step
+
+from configs import pretrain
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--variant", default="demo", choices=pretrain.VARIANTS)
+  parser.add_argument("--batch_size", type=int, default=None)
+  parser.add_argument("--steps", type=int, default=20)
+  parser.add_argument("--quick", action="store_true")
+  args = parser.parse_args()
+  steps = 3 if args.quick else args.steps
+  matmul = matmul_flops_per_sec()
+  kind, peak = chip_peak()
+  results = {}
+  for fusion in ("jarl", "concat"):
+    config = pretrain.get_config(args.variant)
+    config.model.fusion.type = fusion
+    config.global_batch_size = args.batch_size or (8 if args.quick else config.global_batch_size)
+    seconds, flops = time_train_step(config, steps=steps)
+    results[fusion] = dict(
+        examples_per_sec=config.global_batch_size / seconds, step_ms=1e3 * seconds,
+        gflops_per_step=flops / 1e9, achieved_gflops_per_sec=flops / seconds / 1e9,
+        utilization=flops / seconds / matmul,
+        mfu=(flops / seconds / peak) if peak else None)
+    print(f"{fusion:7s} {results[fusion]['examples_per_sec']:9.1f} examples/s "
+          f"{results[fusion]['step_ms']:8.1f} ms/step  utilization "
+          f"{results[fusion]['utilization']:.3f}")
+  print(json.dumps(dict(
+      variant=args.variant, device=kind, steps=steps, matmul_gflops_per_sec=matmul / 1e9,
+      settings=results,
+      jarl_over_concat_speed=results["jarl"]["examples_per_sec"] /
+      results["concat"]["examples_per_sec"]), sort_keys=True))
+
+
+if __name__ == "__main__":
+  main()

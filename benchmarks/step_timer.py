@@ -1,0 +1,80 @@
+"""Times compiled train steps and dense matmuls in this process (shared by the benchmarks).
+
+A figure from one machine means little on another, so the benchmarks report ratios:
+step FLOP/s over the matmul FLOP/s the same process reaches on the same device.
+"""
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jarl import sharding, train  # noqa: E402
+
+# Dense bf16 peak FLOP/s per chip, for MFU on accelerators (vendor datasheets).
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "TPU v4": 275e12,
+             "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12}
+
+
+def synthetic_batch(config, batch_size, seed=0):
+  """A batch of the config's shapes: random pixels and ids, a few padded text tokens."""
+  rng = np.random.default_rng(seed)
+  size, vocab = config.model.vision.image_size, config.model.vocab_size
+  text = rng.integers(4, vocab, (batch_size, config.data.text_len)).astype(np.int32)
+  text[:, config.data.text_len * 3 // 4:] = 0
+  target = rng.integers(4, vocab, (batch_size, config.data.target_len)).astype(np.int32)
+  return dict(image=rng.uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32),
+              text=text, target=target, dataset_id=np.zeros(batch_size, np.int32),
+              mask=np.ones(batch_size, bool))
+
+
+def time_train_step(config, steps=20, warmup=2):
+  """Median seconds of one train step and its FLOPs (XLA cost analysis, all devices)."""
+  mesh = sharding.make_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    trainer = train.make_trainer(config, mesh)
+    state = train.initial_state(config, trainer)
+    batch = jax.device_put(synthetic_batch(config, config.global_batch_size),
+                           trainer.batch_sharding)
+    compiled = trainer.step_fn.lower(state, batch).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", 0.0)) * mesh.size
+    times = []
+    for i in range(warmup + steps):
+      start = time.perf_counter()
+      state, metrics = compiled(state, batch)
+      jax.block_until_ready(metrics["loss"])
+      if i >= warmup:
+        times.append(time.perf_counter() - start)
+  return statistics.median(times), flops
+
+
+def matmul_flops_per_sec(n=None, repeats=10):
+  """Dense-matmul FLOP/s this process reaches on the default device (bf16 on accelerators)."""
+  device = jax.devices()[0]
+  accel = device.platform != "cpu"
+  n = n or (8192 if accel else 1024)
+  dtype = jnp.bfloat16 if accel else jnp.float32
+  a = jnp.ones((n, n), dtype)
+  f = jax.jit(lambda x: x @ x)
+  jax.block_until_ready(f(a))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(f(a))
+    times.append(time.perf_counter() - start)
+  return 2 * n ** 3 / statistics.median(times)
+
+
+def chip_peak():
+  kind = jax.devices()[0].device_kind
+  for name, peak in PEAK_BF16.items():
+    if name in kind:
+      return kind, peak
+  return kind, None
