@@ -11,6 +11,7 @@ import zlib
 
 from absl import logging
 from clu import periodic_actions
+from etils import epath
 import flax.linen as nn
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -32,6 +33,16 @@ from jarl.models import model as model_lib
 
 # What the train step consumes of a pipeline batch; anything else stays on the host.
 BATCH_KEYS = ("image", "text", "target", "dataset_id", "mask")
+# The run's config beside its checkpoints, so `jarl.predict` needs only the workdir.
+CONFIG_FILE = "config.json"
+
+
+def save_config(config, workdir: str) -> None:
+  """Writes `<workdir>/config.json` (process 0 only; the config is the same everywhere)."""
+  if jax.process_index() == 0:
+    path = epath.Path(workdir)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
 
 
 def _abstract_batch(local_batch: dict, global_batch_size: int, batch_sharding) -> dict:
@@ -82,8 +93,18 @@ def make_trainer(config, mesh: Mesh) -> Trainer:
   metric_sharding = dict(loss=replicated, per_example_loss=batch_sharding,
                          dataset_id=batch_sharding, grad_norm=replicated,
                          param_norm=replicated, learning_rate=replicated, finite=replicated)
-  step_fn = jax.jit(train_step_lib.make_train_step(model, tx, schedule, config),
-                    in_shardings=(state_sharding, batch_sharding),
+  # Per-loss parts (loss_decoder, loss_contrastive, ...) when auxiliary losses are on.
+  metric_sharding.update({f"loss_{t}": replicated for t in train_step_lib.loss_terms(config)})
+  step = train_step_lib.make_train_step(model, tx, schedule, config)
+  rules = sharding.logical_rules(config.logical_axis_rules)
+
+  def step_with_rules(state, batch):
+    # The blocks' nn.with_logical_constraint calls are no-ops without rules in scope at
+    # trace time; with them, activations stay batch-sharded under FSDP / tensor parallelism.
+    with nn.logical_axis_rules(rules):
+      return step(state, batch)
+
+  step_fn = jax.jit(step_with_rules, in_shardings=(state_sharding, batch_sharding),
                     out_shardings=(state_sharding, metric_sharding), donate_argnums=0)
   return Trainer(model, tx, mesh, state_sharding, abstract_state, batch_sharding, step_fn)
 
@@ -156,6 +177,7 @@ def train_and_evaluate(config, workdir: str) -> train_step_lib.TrainState:
         state = initial_state(config, trainer)
         if evaluators:  # the starting point of every validation curve
           writer.write_scalars(0, {k: v for e in evaluators for k, v in e.run(state.params).items()})
+      save_config(config, workdir)  # after the restore: a mismatching model never overwrites it
 
       if start_step >= config.total_steps:
         logging.info("Checkpoint step %d >= config.total_steps=%d: nothing to train.",
@@ -232,6 +254,8 @@ def _train_loop(config, state, start_step, local_batch, compiled, train_data, ck
                  for k in ("loss", "grad_norm", "param_norm", "learning_rate")}
       scalars.update({f"train/loss_{names[d] if d < len(names) else d}": s / max(n, 1)
                       for d, (s, n) in per_dataset.items()})
+      scalars.update({f"train/{k}": float(v) for k, v in metrics.items()
+                      if k.startswith("loss_")})
       scalars.update({k if k.startswith("data/") else f"data/{k}": float(v)
                       for k, v in train_data.stats().items()})
       scalars["data/batch_crc32"] = float(zlib.crc32(np.ascontiguousarray(local_batch["target"])))

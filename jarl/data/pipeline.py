@@ -21,7 +21,10 @@ Batches (per process, B = global_batch_size // process_count):
     target     int32   [B, target_len]            decoder ids ending with eos, 0-padded
     dataset_id int32   [B]                        index into config.data.sources (eval: 0)
     mask       bool    [B]                        False on eval padding rows
-    answers    object  [B]                        eval batches of task vqa only: list[str]
+    answers    object  [B]                        eval batches only: list[str] references
+                                                  (vqa: the annotators' answers; caption:
+                                                  every caption of the image; entailment:
+                                                  the label)
 """
 import io
 import re
@@ -96,11 +99,13 @@ class Prepare:
   """
 
   def __init__(self, task: str, tokenizer_spec: str, *, image_size: int, text_len: int,
-               target_len: int, augment: bool, keep_answers: bool = False, where: str = "task"):
-    self.task_fn = tasks.get(task, where)
+               target_len: int, augment: bool, keep_answers: bool = False, where: str = "task",
+               visual_concepts: bool = False):
+    self.task, self.task_fn = task, tasks.get(task, where)
     self.tokenizer_spec, self.image_size = tokenizer_spec, image_size
     self.text_len, self.target_len = text_len, target_len
     self.augment, self.keep_answers = augment, keep_answers
+    self.visual_concepts = visual_concepts
     self._tok = None
 
   def __getstate__(self):
@@ -124,6 +129,8 @@ class Prepare:
       return self._empty(raw["_skip"], index)
     try:
       ex = self.task_fn(raw, rng)
+      if self.visual_concepts:
+        ex = tasks.add_concepts(ex, raw)
     except tasks.SkipExample as e:
       return self._empty(e.reason, index)
     if raw.get("image") is None:
@@ -141,7 +148,10 @@ class Prepare:
     out = dict(image=image, text=text_ids, target=target_ids, skip=np.int32(0),
                truncated=t1 or t2, index=np.int64(index))
     if self.keep_answers:
-      out["answers"] = [_swap_left_right(a) for a in ex["answers"]] if flipped else ex["answers"]
+      refs = ex["answers"]
+      if self.task == "caption":  # CIDEr/BLEU compare with every caption of the image
+        refs = [c for c in (" ".join(str(c).split()) for c in raw["captions"]) if c]
+      out["answers"] = [_swap_left_right(a) for a in refs] if flipped else refs
     return out
 
 
@@ -154,7 +164,8 @@ def _prepare_for(data_config, task: str, *, train: bool, where: str, keep_answer
   return Prepare(task, data_config.tokenizer, image_size=data_config.image_size,
                  text_len=data_config.text_len, target_len=data_config.target_len,
                  augment=train and bool(data_config.get("augment", False)),
-                 keep_answers=keep_answers, where=where)
+                 keep_answers=keep_answers, where=where,
+                 visual_concepts=bool(data_config.get("visual_concepts", False)))
 
 
 def _read_options(data_config):
@@ -387,8 +398,7 @@ class EvalData:
           batch["mask"][r] = True
           answers[r] = list(ex["answers"])
           r += 1
-        if self.task == "vqa":
-          batch["answers"] = answers
+        batch["answers"] = answers
         yield batch
     finally:
       if hasattr(it, "close"):

@@ -1,8 +1,12 @@
 """Evaluators by name: `config.evals.<name>.type` picks the class here."""
-from jarl.evaluation import loss
+from jarl.evaluation import generative, loss
 
 EVALUATORS = {
     "loss": loss.LossEvaluator,
+    # Decode with the model's greedy/beam search, then score (generative.py).
+    "vqa": generative.evaluator_for("vqa"),
+    "caption": generative.evaluator_for("caption"),
+    "entailment": generative.evaluator_for("entailment"),
 }
 
 REQUIRED_KEYS = ("type", "every_steps", "batch_size")
