@@ -44,6 +44,15 @@ def _model(variant):
       dropout=0.0))
   m.decoder = ml_collections.ConfigDict(dict(
       width=768, depth=6, num_heads=12, mlp_dim=3072, max_len=32, dropout=0.0))
+  # ViCHA's auxiliary-loss heads (Shukor et al. 2208.13628; jarl/models/vicha.py), all
+  # off by default. contrastive_depths: (vision_depth, text_depth) pairs, e.g.
+  # ((6, 6), (9, 9), (12, 12)), each an InfoNCE between the pooled, projected (embed_dim)
+  # features of the ViT at vision_depth and of the text tower at text_depth run over the
+  # decoder target (the caption); weights in config.losses. mim_ratio > 0: that fraction
+  # of patches is masked (learned token) in a second ViT pass and their normalised
+  # pixels regressed from its top features (one more vision forward/backward per step).
+  m.vicha = ml_collections.ConfigDict(dict(
+      contrastive_depths=(), embed_dim=256, temperature_init=0.07, mim_ratio=0.0))
   m.vocab_size = 32_000
   m.dtype = "float32"  # compute dtype; params stay float32. `bfloat16` on TPU/GPU.
 
@@ -54,6 +63,7 @@ def _model(variant):
     m.fusion.update(width=96, num_heads=4, mlp_dim=256, num_tokens=8,
                     layers_per_iteration=1, vision_taps=(2, 4), text_taps=(1, 2))
     m.decoder.update(width=96, depth=2, num_heads=4, mlp_dim=256, max_len=24)
+    m.vicha.embed_dim = 64
     m.vocab_size = 256
   return m
 
@@ -84,6 +94,11 @@ def _data(variant):
   # remote ArrayRecord/TFDS files. They never change the data order.
   d.read_threads = 0 if variant == "demo" else 16
   d.tfds_data_dir = ""  # TFDS data_dir for tfds: sources; "" = TFDS's default
+  # ViCHA visual concepts: append the example's image-level keywords (the source's
+  # `concepts` field: shapes' object words, or keywords attached by jarl.tools.convert
+  # --concepts_field) to the encoder text after " ; ". Records without the field are
+  # skipped as missing_field.
+  d.visual_concepts = False
   d.augment = True  # random crop (>= 90% per side) + mirror with left/right swapped in text
   d.sampling = ml_collections.ConfigDict(dict(
       policy="loss",        # static | loss | learning_progress
@@ -111,6 +126,12 @@ def get_config(arg=None):
   c.init_from = ""          # workdir or step dir of another run: load its params only
   c.skip_nonfinite = False  # True: drop non-finite updates; False: stop with an error
   c.profile_steps = 0       # > 0: trace this many steps into the workdir (TensorBoard)
+
+  # Auxiliary losses added to the decoder's token cross-entropy (0 = off); each needs its
+  # head in config.model.vicha. contrastive_depth_weights: one weight per
+  # contrastive_depths pair, () = all 1. Logged as train/loss_decoder, train/loss_<aux>.
+  c.losses = ml_collections.ConfigDict(dict(
+      contrastive_weight=0.0, contrastive_depth_weights=(), mim_weight=0.0))
 
   c.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=1e-3, warmup_steps=100 if demo else 10_000,

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from jarl import losses
+from jarl import vicha_losses
 
 
 @flax.struct.dataclass
@@ -31,6 +32,39 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, dummy_batch: 
   return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=tx.init(params))
 
 
+def aux_loss_weights(config) -> dict:
+  """{name: weight} of the auxiliary losses switched on (weight > 0) in config.losses.
+
+  contrastive: ViCHA hierarchical alignment (needs config.model.vicha.contrastive_depths);
+  mim: masked image modelling (needs config.model.vicha.mim_ratio > 0). Empty when all
+  are off: the train step is then exactly the plain decoder-loss step.
+  """
+  lc = config.get("losses", None) or {}
+  vc = config.model.get("vicha", None) or {}
+  weights = {}
+  for name, key, needs, on in (
+      ("contrastive", "contrastive_weight", "config.model.vicha.contrastive_depths",
+       bool(tuple(vc.get("contrastive_depths", ())))),
+      ("mim", "mim_weight", "config.model.vicha.mim_ratio > 0",
+       float(vc.get("mim_ratio", 0.0)) > 0)):
+    w = float(lc.get(key, 0.0))
+    if w < 0:
+      raise ValueError(f"config.losses.{key}={w}: must be >= 0")
+    if w > 0 and not on:
+      raise ValueError(f"config.losses.{key}={w} needs {needs}; the model has no such output")
+    if w > 0:
+      weights[name] = w
+  return weights
+
+
+def loss_terms(config) -> tuple:
+  """Names of the per-loss metrics (`loss_<name>`) the train step adds: () when no
+  auxiliary loss is on, else ("decoder", <aux names>...). `decoder` is the token
+  cross-entropy (not `caption`: train/loss_<dataset name> already logs per-source losses)."""
+  aux = aux_loss_weights(config)
+  return ("decoder",) + tuple(aux) if aux else ()
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, config):
   """Returns `train_step(state, batch) -> (state, metrics)`.
@@ -39,19 +73,41 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   mask [B] bool. metrics: loss [] (token mean over the batch), per_example_loss [B] and
   dataset_id [B] (for the adaptive sampler), grad_norm, param_norm, learning_rate,
   finite (bool: loss and gradients are finite; with `config.skip_nonfinite` a
-  non-finite update is dropped).
+  non-finite update is dropped). With auxiliary losses on (`aux_loss_weights`), loss is
+  the decoder loss + sum of weight * aux loss, and loss_<name> for each of `loss_terms`
+  holds the unweighted parts.
   """
   accum = config.optimizer.grad_accum_steps
   smoothing = config.optimizer.label_smoothing
   skip_nonfinite = config.skip_nonfinite
   base_rng = jax.random.key(config.seed)
+  aux_weights = aux_loss_weights(config)
+  mim_masks = float((config.model.get("vicha", None) or {}).get("mim_ratio", 0.0)) > 0
+  depth_weights = tuple((config.get("losses", None) or {}).get("contrastive_depth_weights", ()))
 
   def summed_loss(params, batch, rng):
-    logits, _ = model.apply({"params": params}, batch["image"], batch["text"],
-                            batch["target"], train=True, rngs={"dropout": rng})
+    rngs = {"dropout": rng}
+    if mim_masks:  # the model's MIM pass draws its mask from this stream
+      rngs["mim"] = jax.random.fold_in(rng, 1)
+    logits, out = model.apply({"params": params}, batch["image"], batch["text"],
+                              batch["target"], train=True, rngs=rngs)
     loss_sum, count = losses.token_cross_entropy(logits, batch["target"], batch["mask"],
                                                  smoothing)
-    return jnp.sum(loss_sum), (loss_sum, count)
+    if not aux_weights:
+      return jnp.sum(loss_sum), (loss_sum, count)
+    # Aux losses are batch means; scaling by this (micro-)batch's token count makes the
+    # single division by the whole batch's count below give decoder mean + weight * aux
+    # (with accumulation: the token-weighted mean of the micro-batch aux losses).
+    tokens = jnp.sum(count)
+    aux = {}
+    if "contrastive" in aux_weights:
+      aux["contrastive"] = vicha_losses.hierarchical_contrastive(out, batch["mask"],
+                                                                 depth_weights)
+    if "mim" in aux_weights:
+      aux["mim"] = vicha_losses.masked_image_modelling(out, batch["mask"])
+    aux_sums = {name: tokens * value for name, value in aux.items()}
+    objective = jnp.sum(loss_sum) + sum(aux_weights[n] * v for n, v in aux_sums.items())
+    return objective, (loss_sum, count, aux_sums)
 
   grad_fn = jax.grad(summed_loss, has_aux=True)
 
@@ -67,20 +123,27 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
       return jax.tree.map(jnp.add, grad_sum, grads), aux
 
     zeros = jax.tree.map(jnp.zeros_like, params)
-    grads, (loss_sum, count) = jax.lax.scan(body, zeros, (micro, jnp.arange(accum)))
+    grads, (loss_sum, count, *aux_sums) = jax.lax.scan(body, zeros, (micro, jnp.arange(accum)))
     unsplit = lambda x: x.swapaxes(0, 1).reshape(-1)
-    return grads, (unsplit(loss_sum), unsplit(count))
+    aux_sums = [{n: jnp.sum(v) for n, v in a.items()} for a in aux_sums]
+    return grads, (unsplit(loss_sum), unsplit(count), *aux_sums)
 
   def train_step(state: TrainState, batch: dict):
     rng = jax.random.fold_in(base_rng, state.step)
     if accum == 1:
-      grads, (loss_sum, count) = grad_fn(state.params, batch, rng)
+      grads, (loss_sum, count, *aux_sums) = grad_fn(state.params, batch, rng)
     else:
-      grads, (loss_sum, count) = accumulated_grads(state.params, batch, rng)
+      grads, (loss_sum, count, *aux_sums) = accumulated_grads(state.params, batch, rng)
     # Normalise once by the batch's token count: identical for any accumulation split.
     total = jnp.maximum(jnp.sum(count), 1.0)
     grads = jax.tree.map(lambda g: g / total, grads)
     loss = jnp.sum(loss_sum) / total
+    parts = {}
+    if aux_weights:
+      parts["loss_decoder"] = loss
+      for name, value in aux_sums[0].items():
+        parts[f"loss_{name}"] = value / total
+        loss = loss + aux_weights[name] * parts[f"loss_{name}"]
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -93,7 +156,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
         loss=loss, per_example_loss=loss_sum / jnp.maximum(count, 1.0),
         dataset_id=batch["dataset_id"], grad_norm=grad_norm,
         param_norm=optax.tree.norm(params), learning_rate=schedule(state.step),
-        finite=finite)
+        finite=finite, **parts)
     return new_state, metrics
 
   return train_step

@@ -229,12 +229,19 @@ def hypotheses(objs: list[Obj], rng: np.random.Generator) -> list[tuple[str, str
   return out
 
 
+def concepts(objs: list[Obj]) -> list[str]:
+  """Image-level keywords (ViCHA's visual concepts): each distinct "colour shape" of the
+  scene once, in object order. Taken from the objects, never from the (maybe noisy)
+  captions, like keywords a CLIP tagger would read off the picture."""
+  return list(dict.fromkeys(f"{o.colour} {o.shape}" for o in objs))
+
+
 def example(split: str, index: int, image_size: int = 64, caption_noise: float = 0.0) -> dict:
   """Scene `index` of `split` as a raw example.
 
   Returns: image uint8 [image_size, image_size, 3], captions list[str], questions list[str],
   answers list[str] (answers[i] answers questions[i]), hypotheses list[str], labels
-  list[str], index int. With `caption_noise` > 0 that fraction of scenes carries the
+  list[str], concepts list[str] (see `concepts`), index int. With `caption_noise` > 0 that fraction of scenes carries the
   captions of another scene (web-like noisy pairs; questions stay correct).
   """
   objs = sample_scene(split, index)
@@ -249,7 +256,7 @@ def example(split: str, index: int, image_size: int = 64, caption_noise: float =
     caps = captions(sample_scene(split, other), np.random.default_rng([stream, other, 1]))
   return dict(image=image, captions=caps, questions=[q for q, _ in qa],
               answers=[a for _, a in qa], hypotheses=[h for h, _ in ent],
-              labels=[lab for _, lab in ent], index=index)
+              labels=[lab for _, lab in ent], concepts=concepts(objs), index=index)
 
 
 def num_examples(split: str) -> int:

@@ -89,6 +89,8 @@ def canonical(rec: dict, label_names=None) -> dict:
     if label is not None and not isinstance(label, (str, bytes)) and label_names:
       label = label_names[int(label)]
     out["labels"] = [] if label is None else _strings(label)
+  if "concepts" in rec:  # ViCHA visual concepts (jarl.tools.convert --concepts_field)
+    out["concepts"] = _strings(rec["concepts"])
   return out
 
 

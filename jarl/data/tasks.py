@@ -3,6 +3,7 @@
 A raw example (see sources.py) has `image` and any of: `captions` list[str], `questions`
 list[str] with `answers` (answers[i]: str or list of reference strings for questions[i]),
 `hypotheses` list[str] with `labels` (yes/no/maybe or entailment/neutral/contradiction).
+A record may also carry `concepts` list[str] (image-level keywords, `add_concepts`).
 Each task picks what it needs with the per-example `rng` (Grain's random_map, so the
 choice is a pure function of seed and index) and raises SkipExample when it is absent.
 """
@@ -81,6 +82,22 @@ def entailment(raw: dict, rng: np.random.Generator) -> dict:
     raise SkipExample("missing_field", f"labels: {labels[i]!r} is not an entailment label")
   hyp = _text(raw["hypotheses"][i], "hypotheses")
   return dict(text=f"{PROMPTS['entailment']} {hyp}", target=label, answers=[label])
+
+
+# Between the task's encoder text and the visual concepts: one piece of the built-in
+# tokenizer that no task text contains, so the model can tell where the keywords start.
+CONCEPT_SEPARATOR = ";"
+
+
+def add_concepts(ex: dict, raw: dict) -> dict:
+  """ViCHA visual concepts: the record's image-level keywords (`concepts` list[str])
+  appended to the encoder text, "<text> ; kw1 kw2 ...". An empty list adds nothing."""
+  if "concepts" not in raw or raw["concepts"] is None:
+    raise SkipExample("missing_field", "concepts (config.data.visual_concepts=True)")
+  words = " ".join(" ".join(str(c).split()) for c in raw["concepts"] if str(c).strip())
+  if not words:
+    return ex
+  return dict(ex, text=f"{ex['text']} {CONCEPT_SEPARATOR} {words}")
 
 
 TASKS = {"caption": caption, "prefix_lm": prefix_lm, "vqa": vqa, "entailment": entailment}

@@ -5,6 +5,9 @@
 
 image [B, H, W, 3] in [-1, 1]; text [B, Lt] int32 (0 = pad); target [B, Ld] int32, the
 decoder's target (shifted right inside, with 0 as the start token); logits [B, Ld, V].
+
+ViCHA's auxiliary-loss heads (`config.model.vicha`, see vicha.py) add entries to `out`
+only when switched on; with them off the model is exactly the plain one.
 """
 from typing import Any, Dict
 
@@ -14,7 +17,7 @@ import jax.numpy as jnp
 
 from jarl.models import decoder as decoder_lib
 from jarl.models import fusion as fusion_lib
-from jarl.models import reducers, text as text_lib, transformer, vit
+from jarl.models import reducers, text as text_lib, transformer, vicha, vit
 
 FUSION_TYPES = ("jarl", "concat", "cross_attention")
 VISION_REDUCERS = ("none", "elip")  # token reducer inside the ViT (vit.py)
@@ -29,6 +32,8 @@ class Model(nn.Module):
   decoder_config: Dict[str, Any]
   vocab_size: int
   dtype: Any = jnp.float32
+  # Resolved config.model.vicha (see `build`); None = all ViCHA options off.
+  vicha_config: Any = None
 
   def setup(self):
     v, t, f = self.vision_config, self.text_config, self.fusion_config
@@ -36,7 +41,7 @@ class Model(nn.Module):
     self.vision = vit.ViT(v["width"], f["vision_taps"][-1], v["mlp_dim"], v["num_heads"],
                           v["patch_size"], v["posemb"], v["dropout"], v["scan"],
                           v["remat_policy"], self.dtype, v["reducer"], v["elip_layers"],
-                          v["elip_keep"])
+                          v["elip_keep"], mask_token=self._mim_ratio > 0)
     self.text = text_lib.TextEncoder(self.vocab_size, t["width"], f["text_taps"][-1],
                                      t["mlp_dim"], t["num_heads"], t["max_len"], t["dropout"],
                                      t["scan"], t["remat_policy"], self.dtype)
@@ -54,6 +59,20 @@ class Model(nn.Module):
     else:
       self.fusion = fusion_lib.CrossAttentionFusion(**common)
     self.decoder = make_decoder(self)
+    if self._contrastive_depths:
+      self.contrastive = vicha.ContrastiveHeads(
+          self._contrastive_depths, self.vicha_config["embed_dim"],
+          self.vicha_config["temperature_init"])
+    if self._mim_ratio > 0:
+      self.mim_head = vicha.MimHead(v["patch_size"] ** 2 * 3, self.dtype)
+
+  @property
+  def _contrastive_depths(self):
+    return tuple(self.vicha_config["contrastive_depths"]) if self.vicha_config else ()
+
+  @property
+  def _mim_ratio(self):
+    return float(self.vicha_config["mim_ratio"]) if self.vicha_config else 0.0
 
   def towers(self, image, text, train=False):
     """-> (vision_out, text_out): each tower's per-depth features (see vit.py, text.py)."""
@@ -71,8 +90,11 @@ class Model(nn.Module):
 
   def encode(self, image, text, train=False):
     """-> memory [B, S, D], memory_mask [B, S] bool, out (reducer maps, grid)."""
+    return self.fuse(*self.towers(image, text, train), train=train)
+
+  def fuse(self, vision_out, text_out, train=False):
+    """Tower outputs (see `towers`) -> memory, memory_mask, out (as `encode`)."""
     f = self.fusion_config
-    vision_out, text_out = self.towers(image, text, train)
     vision_taps = [vision_out[f"depth_{d}"] for d in f["vision_taps"]]
     text_taps = [text_out[f"depth_{d}"] for d in f["text_taps"]]
     memory, memory_mask, out = self.fusion(vision_taps, text_taps, text_out["mask"],
@@ -81,9 +103,49 @@ class Model(nn.Module):
     return memory, memory_mask, out
 
   def __call__(self, image, text, target, train=False):
-    memory, memory_mask, out = self.encode(image, text, train)
+    vision_out, text_out = self.towers(image, text, train)
+    memory, memory_mask, out = self.fuse(vision_out, text_out, train)
     logits = self.decoder(decoder_lib.shift_right(target), memory, memory_mask, train=train)
+    if self._contrastive_depths:
+      out.update(self._contrastive_outputs(vision_out, target, train))
+    if self._mim_ratio > 0 and (train or self.is_initializing()):
+      out.update(self._mim_outputs(image, train))
     return logits, out
+
+  def _contrastive_outputs(self, vision_out, target, train):
+    """ViCHA hierarchical alignment inputs: vicha_image_embed, vicha_text_embed [P, B, E]
+    (unnormalised) and vicha_log_scale [].
+
+    The text side is the *decoder target* run through the text tower: in JARL's tasks the
+    encoder text is a prompt ("caption") that says nothing about the picture, while the
+    target holds the caption (prefix_lm: its continuation) that the image should match.
+    """
+    _, target_out = self.text(target, train)
+    depths = self._contrastive_depths
+    image_embed, text_embed, log_scale = self.contrastive(
+        [vision_out[f"depth_{dv}"] for dv, _ in depths],
+        [target_out[f"depth_{dt}"] for _, dt in depths], target_out["mask"])
+    return dict(vicha_image_embed=image_embed, vicha_text_embed=text_embed,
+                vicha_log_scale=log_scale)
+
+  def _mim_outputs(self, image, train):
+    """Masked image modelling: mim_pred, mim_target [B, N, p*p*3], mim_mask [B, N] bool.
+
+    A second pass of the (built part of the) ViT over the masked image, so the caption
+    and alignment losses still see the whole picture; it costs one more vision forward
+    and backward per training step, and none at inference. The rng stream "mim" draws
+    the mask (the train step provides it).
+    """
+    p = self.vision_config["patch_size"]
+    b, h, w, _ = image.shape
+    n = (h // p) * (w // p)
+    if train:
+      mask = vicha.random_patch_mask(self.make_rng("mim"), b, n, self._mim_ratio)
+    else:  # init only: build the head's parameters
+      mask = jnp.zeros((b, n), bool)
+    top, _ = self.vision(image, train, patch_mask=mask)
+    return dict(mim_pred=self.mim_head(top), mim_target=vicha.patch_targets(image, p),
+                mim_mask=mask)
 
 
 def make_decoder(model):
@@ -160,6 +222,8 @@ def build(model_config) -> Model:
   if vision["reducer"] == "elip":
     _check_elip(vision, text, f)
 
+  vicha_config = _resolve_vicha(c, vision, text, f)
+
   d = dict(c.decoder)
   for key in ("width", "depth", "num_heads", "mlp_dim", "max_len"):
     if int(d[key]) < 1:
@@ -171,7 +235,47 @@ def build(model_config) -> Model:
     raise ValueError(f"config.model.vocab_size={c.vocab_size}: must be >= 2")
   if c.dtype not in DTYPES:
     raise ValueError(f"config.model.dtype={c.dtype!r}: choose from {sorted(DTYPES)}")
-  return Model(vision, text, f, d, int(c.vocab_size), DTYPES[c.dtype])
+  if vicha_config and vicha_config["contrastive_depths"] and d["max_len"] > text["max_len"]:
+    raise ValueError(f"config.model.vicha.contrastive_depths runs the text tower over the "
+                     f"decoder target: config.model.decoder.max_len={d['max_len']} must be <= "
+                     f"config.model.text.max_len={text['max_len']}")
+  return Model(vision, text, f, d, int(c.vocab_size), DTYPES[c.dtype], vicha_config)
+
+
+def _resolve_vicha(c, vision, text, f):
+  """Validated config.model.vicha as a plain dict, or None when every option is off."""
+  vc = c.get("vicha", None)
+  if vc is None:
+    return None
+  depths = tuple((int(dv), int(dt)) for dv, dt in vc.get("contrastive_depths", ()))
+  mim_ratio = float(vc.get("mim_ratio", 0.0))
+  if not depths and mim_ratio == 0.0:
+    return None
+  for dv, dt in depths:
+    if not 1 <= dv <= f["vision_taps"][-1]:
+      raise ValueError(f"config.model.vicha.contrastive_depths={depths}: vision depth {dv} is "
+                       f"outside the built ViT 1..{f['vision_taps'][-1]} (blocks above the "
+                       f"last config.model.fusion.vision_taps are not built)")
+    if not 1 <= dt <= f["text_taps"][-1]:
+      raise ValueError(f"config.model.vicha.contrastive_depths={depths}: text depth {dt} is "
+                       f"outside the built text tower 1..{f['text_taps'][-1]} (blocks above "
+                       f"the last config.model.fusion.text_taps are not built)")
+  if len(set(depths)) != len(depths):
+    raise ValueError(f"config.model.vicha.contrastive_depths={depths}: pairs repeat")
+  embed_dim = int(vc.get("embed_dim", 0))
+  if depths and embed_dim < 1:
+    raise ValueError(f"config.model.vicha.embed_dim={embed_dim}: must be >= 1")
+  temperature = float(vc.get("temperature_init", 0.07))
+  if not temperature > 0:
+    raise ValueError(f"config.model.vicha.temperature_init={temperature}: must be > 0")
+  if not 0.0 <= mim_ratio < 1.0:
+    raise ValueError(f"config.model.vicha.mim_ratio={mim_ratio}: must be in [0, 1)")
+  if mim_ratio > 0 and vision["reducer"] == "elip":
+    raise ValueError("config.model.vicha.mim_ratio > 0 regresses every masked patch from its "
+                     "own token, which config.model.vision.reducer='elip' prunes away; use "
+                     "one or the other")
+  return dict(contrastive_depths=depths, embed_dim=embed_dim, temperature_init=temperature,
+              mim_ratio=mim_ratio)
 
 
 def _check_elip(vision, text, f):

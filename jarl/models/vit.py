@@ -88,6 +88,8 @@ class ViT(nn.Module):
   an ELIP stage ran (the tokens no longer form the grid; out["elip_index_{d}"] maps them back).
   With reducer="elip", text_guide [B, L, D] and text_mask [B, L] bool (the text tower's
   features and padding mask) guide the pruning; padding never contributes.
+  With mask_token=True (ViCHA's masked image modelling), patch_mask [B, N] bool replaces
+  those patch embeddings by a learned `mask_token` before the position embedding.
   """
   width: int
   depth: int
@@ -102,9 +104,10 @@ class ViT(nn.Module):
   reducer: str = "none"
   elip_layers: Tuple[int, ...] = ()
   elip_keep: Tuple[float, ...] = ()
+  mask_token: bool = False
 
   @nn.compact
-  def __call__(self, image, train=False, text_guide=None, text_mask=None):
+  def __call__(self, image, train=False, text_guide=None, text_mask=None, patch_mask=None):
     p = self.patch_size
     x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", name="embedding",
                 dtype=self.dtype,
@@ -121,6 +124,17 @@ class ViT(nn.Module):
       pos = sincos2d(h, w, d)
     else:
       raise ValueError(f"config.model.vision.posemb={self.posemb!r}: choose learn or sincos2d")
+    if self.mask_token:  # masked image modelling (ViCHA, vicha.py): only then the param exists
+      # Created after pos_embedding: params draw from the scope's rng in creation order, so
+      # every other parameter initialises exactly as in the plain ViT.
+      token = self.param("mask_token", nn.with_logical_partitioning(
+          nn.initializers.normal(stddev=0.02), (None, None, "embed")), (1, 1, d), jnp.float32)
+      if patch_mask is not None:
+        # Before the position embedding, so the model knows *where* a patch is missing.
+        x = jnp.where(patch_mask[..., None], token.astype(x.dtype), x)
+    elif patch_mask is not None:
+      raise ValueError("ViT got patch_mask but has no mask token: set "
+                       "config.model.vicha.mim_ratio > 0")
     x = x + pos.astype(x.dtype)
     x = nn.Dropout(self.dropout)(x, deterministic=not train)
     if self.reducer == "elip":

@@ -14,6 +14,15 @@ form of jarl/data/sources.py (captions, questions/answers, hypotheses/labels) pl
 A JSONL line is {"image": "file.jpg", "caption": "..."} or with "captions": [...],
 "question"/"answers", "hypothesis"/"label". Lines whose image file is missing are
 skipped and counted. Records go round-robin to shards, in input order.
+
+Visual concepts (ViCHA; train with config.data.visual_concepts=True): keywords you
+computed per image elsewhere (e.g. a CLIP tagger) are stored as the record's `concepts`
+with --concepts_field=NAME: the JSONL field / parquet column / webdataset .json key NAME
+(a list of strings or one comma-separated string); with a TSV captions file, a third
+column "file<TAB>caption<TAB>kw1, kw2". Records without keywords are counted
+(`missing_concepts`) and written without the field.
+
+    python -m jarl.tools.convert --images=DIR --captions=FILE.jsonl --concepts_field=tags --out=PREFIX
 """
 import glob
 import json
@@ -36,9 +45,28 @@ def _fields(rec: dict) -> dict:
   return out
 
 
-def from_folder(images: str, captions: str, counts: dict):
-  """(fields, image bytes) per image of a TSV or JSONL caption file; paths relative to `images`."""
+def split_concepts(value) -> list[str]:
+  """Keywords from a list of strings or one comma-separated string; blanks dropped."""
+  items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+  return [" ".join(item.split()) for item in items if item.strip()]
+
+
+def _attach_concepts(fields: dict, value, counts: dict) -> dict:
+  concepts = split_concepts(value) if value is not None else []
+  if concepts:
+    fields["concepts"] = concepts
+  else:
+    counts["missing_concepts"] = counts.get("missing_concepts", 0) + 1
+  return fields
+
+
+def from_folder(images: str, captions: str, counts: dict, concepts_field: str | None = None):
+  """(fields, image bytes) per image of a TSV or JSONL caption file; paths relative to `images`.
+
+  With concepts_field: each image's keywords from that JSONL field, or the TSV's third column.
+  """
   records: dict[str, dict] = {}
+  concepts: dict[str, object] = {}
   with open(captions, encoding="utf-8") as f:
     for n, line in enumerate(f, 1):
       line = line.rstrip("\n")
@@ -50,6 +78,8 @@ def from_folder(images: str, captions: str, counts: dict):
           raise ValueError(f"{captions}:{n}: JSONL line has no 'image' field")
         name = rec.pop("image")
         records.setdefault(name, {"key": name, "captions": []})
+        if concepts_field and rec.get(concepts_field) is not None:
+          concepts[name] = rec.pop(concepts_field)
         fields = _fields(rec)
         records[name]["captions"] += fields.pop("captions", [])
         records[name].update(fields)
@@ -57,17 +87,22 @@ def from_folder(images: str, captions: str, counts: dict):
         if "\t" not in line:
           raise ValueError(f"{captions}:{n}: expected 'file<TAB>caption', got {line[:80]!r}")
         name, text = line.split("\t", 1)
+        if concepts_field and "\t" in text:
+          text, concepts[name] = text.split("\t", 1)
         records.setdefault(name, {"key": name, "captions": []})["captions"].append(text)
   for name, rec in records.items():
     path = os.path.join(images, name)
     if not os.path.exists(path):
       counts["missing_image"] = counts.get("missing_image", 0) + 1
       continue
+    fields = {k: v for k, v in rec.items() if v}
+    if concepts_field:
+      fields = _attach_concepts(fields, concepts.get(name), counts)
     with open(path, "rb") as f:
-      yield {k: v for k, v in rec.items() if v}, f.read()
+      yield fields, f.read()
 
 
-def from_webdataset(pattern: str, counts: dict):
+def from_webdataset(pattern: str, counts: dict, concepts_field: str | None = None):
   """(fields, image bytes) per sample of webdataset tars: members grouped by key."""
   for path in sorted(glob.glob(pattern)):
     samples: dict[str, dict] = {}
@@ -89,10 +124,13 @@ def from_webdataset(pattern: str, counts: dict):
         rec.update(json.loads(parts["json"]))
       if "txt" in parts:
         rec["caption"] = parts["txt"].decode("utf-8")
-      yield _fields(rec), image
+      fields = _fields(rec)
+      if concepts_field:
+        fields = _attach_concepts(fields, rec.get(concepts_field), counts)
+      yield fields, image
 
 
-def from_parquet(pattern: str, counts: dict):
+def from_parquet(pattern: str, counts: dict, concepts_field: str | None = None):
   """(fields, image bytes) per row of parquet files with an image-bytes column."""
   import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
   for path in sorted(glob.glob(pattern)):
@@ -109,7 +147,11 @@ def from_parquet(pattern: str, counts: dict):
         continue
       if isinstance(image, dict):  # HF-style {"bytes": ..., "path": ...}
         image = image.get("bytes")
-      yield _fields({k: v for k, v in row.items() if v is not None}), image
+      value = row.pop(concepts_field, None) if concepts_field else None
+      fields = _fields({k: v for k, v in row.items() if v is not None})
+      if concepts_field:
+        fields = _attach_concepts(fields, value, counts)
+      yield fields, image
 
 
 def write_shards(examples, out: str, num_shards: int) -> tuple[list[str], int]:
@@ -139,6 +181,9 @@ _WEBDATASET = flags.DEFINE_string("webdataset", None, "Glob of webdataset .tar f
 _PARQUET = flags.DEFINE_string("parquet", None, "Glob of parquet files with image bytes.")
 _OUT = flags.DEFINE_string("out", None, "Output prefix (PREFIX-00000-of-0000N.arrayrecord).")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", 1, "Number of output files.")
+_CONCEPTS_FIELD = flags.DEFINE_string(
+    "concepts_field", None, "Attach per-image keywords (ViCHA visual concepts) from this "
+    "JSONL field / parquet column / webdataset .json key, or the TSV's third column.")
 
 
 def main(argv):
@@ -150,11 +195,11 @@ def main(argv):
   if _CAPTIONS.value:
     if not _IMAGES.value:
       raise app.UsageError("--captions needs --images=DIR")
-    examples = from_folder(_IMAGES.value, _CAPTIONS.value, counts)
+    examples = from_folder(_IMAGES.value, _CAPTIONS.value, counts, _CONCEPTS_FIELD.value)
   elif _WEBDATASET.value:
-    examples = from_webdataset(_WEBDATASET.value, counts)
+    examples = from_webdataset(_WEBDATASET.value, counts, _CONCEPTS_FIELD.value)
   else:
-    examples = from_parquet(_PARQUET.value, counts)
+    examples = from_parquet(_PARQUET.value, counts, _CONCEPTS_FIELD.value)
   paths, n = write_shards(examples, _OUT.value, _NUM_SHARDS.value)
   if n == 0:
     raise SystemExit(f"no records written (skipped: {counts}); check the input paths")
