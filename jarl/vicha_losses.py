@@ -7,7 +7,8 @@ Both are batch means (scalars). The contrastive [B, B] similarity is taken over 
 *global* batch: under jit with a data-sharded batch, XLA gathers the embeddings
 ([B, E] per depth, small) and every device holds the full [B, B] logits — B*B*4 bytes per
 depth (4096^2 * 4 = 64 MiB at the base batch size), the price of using every other example
-in the batch as a negative.
+in the batch as a negative. With config.optimizer.grad_accum_steps > 1 the negatives are
+those of each micro-batch (jarl/train_step.py averages the micro-batch losses).
 """
 import jax
 import jax.numpy as jnp

@@ -182,6 +182,19 @@ def test_train_step_loss_is_decoder_plus_weighted_aux_losses():
 
 
 @pytest.mark.slow
+def test_aux_losses_with_gradient_accumulation():
+  """Micro-batches: each aux loss is the token-weighted mean over them, added once."""
+  config = _vicha_config(optimizer__grad_accum_steps=2)
+  metrics, _ = train_fixtures.run_steps(config, [("data", -1), ("fsdp", 1), ("model", 1)],
+                                        jax.devices()[:1], [train_fixtures.batch(config, 8, 0)])
+  m = metrics[0]
+  np.testing.assert_allclose(m["loss"], m["loss_decoder"] + 0.5 * m["loss_contrastive"]
+                             + m["loss_mim"], rtol=1e-6)
+  # Negatives come from the micro-batch (4 examples): above chance for 2 pairs weighted 1+2.
+  assert m["loss_contrastive"] > 3.0 * np.log(4) and np.isfinite(m["grad_norm"])
+
+
+@pytest.mark.slow
 def test_contrastive_negatives_span_the_global_batch_under_sharding():
   """8-way data parallel gives the 1-device losses: every device sees all B*B logits."""
   config = _vicha_config()
