@@ -39,13 +39,15 @@ import numpy as np
 from PIL import Image
 
 from jarl import checkpoint
-from jarl import train
 from jarl.data import pipeline
 from jarl.data import tasks
 from jarl.data import tokenizer as tokenizer_lib
 from jarl.models import model as model_lib
 
 TASKS = ("vqa", "caption", "entailment")
+# Written by jarl.train.save_config (same name there). Not imported from jarl.train: that
+# pulls in clu and with it TensorFlow, which would double the start-up time here.
+CONFIG_FILE = "config.json"
 
 
 class PredictError(Exception):
@@ -58,17 +60,18 @@ def load_config(directory: str) -> tuple[ml_collections.ConfigDict, epath.Path]:
   if not path.exists():
     raise PredictError(f"{directory}: no such checkpoint directory")
   for folder in (path, path.parent, path.parent.parent):
-    file = folder / train.CONFIG_FILE
+    file = folder / CONFIG_FILE
     if file.exists():
       break
   else:
-    raise PredictError(f"{directory}: no {train.CONFIG_FILE} in it or two levels up; "
+    raise PredictError(f"{directory}: no {CONFIG_FILE} in it or two levels up; "
                        "give a workdir written by jarl.main (or its checkpoints/<step>)")
   try:
     config = ml_collections.ConfigDict(json.loads(file.read_text()))
     model_lib.build(config.model)  # validates every model field
-    for key in ("tokenizer", "image_size", "text_len", "target_len"):
-      config.data[key]  # pylint: disable=pointless-statement
+    for key in ("image_size", "text_len", "target_len"):
+      int(config.data[key])
+    tokenizer_lib.load(config.data.tokenizer)  # a path that only existed where it trained
   except Exception as e:  # pylint: disable=broad-except
     raise PredictError(f"{file}: not a usable JARL config ({type(e).__name__}: "
                        f"{' '.join(str(e).split())[:300]})") from None
@@ -92,7 +95,10 @@ def read_image(image, image_size: int) -> np.ndarray:
     pixels = pipeline.load_image(image)
   except PredictError:
     raise
-  except Exception as e:  # pylint: disable=broad-except
+  except Image.UnidentifiedImageError:
+    raise PredictError(f"{name}: not a decodable image (unknown or unsupported format)") \
+        from None
+  except Exception as e:  # pylint: disable=broad-except  (truncated files: OSError, ...)
     raise PredictError(f"{name}: not a decodable image ({type(e).__name__}: "
                        f"{' '.join(str(e).split())[:200]})") from None
   return pipeline.preprocess_image(pixels, image_size, None)[0]

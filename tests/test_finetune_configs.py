@@ -59,7 +59,7 @@ def test_saved_config_rebuilds_the_same_model(tmp_path):
   config = _load("vqa").get_config("demo")
   train.save_config(config, str(tmp_path))
   loaded, file = predict.load_config(str(tmp_path))
-  assert file.name == "config.json"
+  assert file.name == train.CONFIG_FILE == predict.CONFIG_FILE
   assert model_lib.build(loaded.model) == model_lib.build(config.model)
   assert loaded.data.image_size == config.data.image_size
   assert [dict(s) for s in loaded.data.sources] == [dict(s) for s in config.data.sources]
