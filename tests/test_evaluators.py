@@ -140,3 +140,25 @@ def test_bad_eval_configs_name_the_key(setup):
       with jax.set_mesh(mesh):
         registry.make_evaluators(_config("vqa", **evals), model=trainer.model, mesh=mesh,
                                  param_shardings=trainer.state_sharding.params)
+
+
+def test_gather_objects_concatenates_every_process_in_order(monkeypatch):
+  """Two processes simulated: each allgather stacks this process's array with a second
+  process's (longer) payload, so the byte padding and per-process lengths are exercised."""
+  other = [dict(text="q", prediction="ünïcode", references=["a", "b"])] * 3
+  mine = [dict(text="", prediction="two", references=["2"])]
+  calls = []
+
+  def allgather(x):
+    calls.append(x)
+    if len(calls) == 1:  # sizes
+      other_size = len(generative.json.dumps(other).encode("utf-8"))
+      return np.stack([x, np.array([other_size], np.int64)])
+    payload = np.frombuffer(generative.json.dumps(other).encode("utf-8"), np.uint8)
+    padded = np.zeros_like(x)
+    padded[:payload.size] = payload
+    return np.stack([x, padded])
+
+  monkeypatch.setattr(generative.jax, "process_count", lambda: 2)
+  monkeypatch.setattr(generative.multihost_utils, "process_allgather", allgather)
+  assert generative._gather_objects(mine) == mine + other  # pylint: disable=protected-access
