@@ -3,15 +3,22 @@ r"""Pretraining JARL on captioning + prefix-LM mixtures.
 Variants (select with `configs/pretrain.py:<variant>`):
   demo  CPU-sized model on the built-in `shapes` world; trains in minutes on 2 cores.
   base  paper-scale: ViT-B/16 at 224 px, 12-layer text encoder, 16 joint tokens.
+  large ViT-L/14 at 224 px, L-sized (24-layer, 1024-wide) text encoder, fusion and decoder
+        at width 1024: too big for data parallelism alone on 32 GiB chips; use fsdp.
+
+Mesh sizes ride on the variant: `configs/pretrain.py:large,fsdp=8` (also `data=`, `model=`;
+an axis not given is 1, `data` takes the remaining devices unless set).
 
 Commands:
   python -m jarl.main --config=configs/pretrain.py:demo --workdir=/tmp/jarl_demo
   python -m jarl.main --config=configs/pretrain.py:base --workdir=gs://BUCKET/jarl_base
   python -m jarl.flops --config=configs/pretrain.py:base --config.model.fusion.type=concat
+  python -m jarl.tools.plan --config=configs/pretrain.py:large,fsdp=8 --devices=256 --hbm_gib=32
 """
 import ml_collections
 
-VARIANTS = ("demo", "base")
+VARIANTS = ("demo", "base", "large")
+MESH_AXES = ("data", "fsdp", "model")
 
 
 def _model(variant):
@@ -65,6 +72,14 @@ def _model(variant):
     m.decoder.update(width=96, depth=2, num_heads=4, mlp_dim=256, max_len=24)
     m.vicha.embed_dim = 64
     m.vocab_size = 256
+  if variant == "large":
+    # ViT-L/14 (24 x 1024, 16 heads) -> 16x16 = 256 patches at 224 px; text L; taps every
+    # 6 blocks so the towers are built to the top, as in base.
+    m.vision.update(variant="L/14")
+    m.text.update(variant="L")
+    m.fusion.update(width=1024, num_heads=16, mlp_dim=4096, vision_taps=(6, 12, 18, 24),
+                    text_taps=(6, 12, 18, 24))
+    m.decoder.update(width=1024, num_heads=16, mlp_dim=4096)
   return m
 
 
@@ -107,10 +122,24 @@ def _data(variant):
   return d
 
 
-def get_config(arg=None):
-  variant = arg or "base"
+def _parse_arg(arg):
+  """'large,fsdp=8' -> ('large', {'fsdp': 8}): the variant, then mesh axis sizes."""
+  variant, *pairs = (arg or "base").split(",")
   if variant not in VARIANTS:
-    raise ValueError(f"configs/pretrain.py:{variant}: unknown variant; choose from {VARIANTS}")
+    raise ValueError(f"configs/pretrain.py:{arg}: unknown variant {variant!r}; choose from "
+                     f"{VARIANTS}")
+  sizes = {}
+  for pair in pairs:
+    name, _, value = pair.partition("=")
+    if name not in MESH_AXES or not value.lstrip("-").isdigit():
+      raise ValueError(f"configs/pretrain.py:{arg}: {pair!r} is not <axis>=<size> with axis "
+                       f"in {MESH_AXES}")
+    sizes[name] = int(value)
+  return variant, sizes
+
+
+def get_config(arg=None):
+  variant, mesh_sizes = _parse_arg(arg)
   c = ml_collections.ConfigDict()
   c.variant = variant
   c.seed = 0
@@ -139,8 +168,11 @@ def get_config(arg=None):
       label_smoothing=0.0))
 
   # ('axis', size): -1 takes the remaining devices.
-  c.mesh = [("data", -1), ("fsdp", 1), ("model", 1)]
-  # Logical axis name -> mesh axes (flax logical partitioning rules).
+  c.mesh = [(axis, mesh_sizes.get(axis, -1 if axis == "data" else 1)) for axis in MESH_AXES]
+  # Logical axis name -> mesh axes (flax logical partitioning rules). Examples split over
+  # data x fsdp; under FSDP every weight's `embed` dimension is split over fsdp and gathered
+  # layer by layer when used, so parameters, gradients and Adam moments shrink by the fsdp
+  # size; `model` splits heads and MLP hidden units (tensor parallelism, Megatron-style).
   c.logical_axis_rules = [
       ("batch", ("data", "fsdp")),
       ("embed", "fsdp"),
