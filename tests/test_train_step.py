@@ -3,29 +3,49 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from jarl import losses
 from jarl import optim
 import train_fixtures
 
 
-def test_one_device_and_eight_devices_agree():
+@pytest.mark.parametrize("mesh", [
+    [("data", 4), ("fsdp", 2), ("model", 1)],
+    # FSDP + tensor parallelism: weights split on embed (fsdp) and heads/mlp/vocab (model).
+    [("data", 2), ("fsdp", 2), ("model", 2)],
+], ids=["data4_fsdp2", "data2_fsdp2_model2"])
+def test_one_device_and_eight_devices_agree(mesh):
   config = train_fixtures.tiny_config()
   batches = [train_fixtures.batch(config, 8, seed) for seed in range(3)]
   one, params_one = train_fixtures.run_steps(
       config, [("data", -1), ("fsdp", 1), ("model", 1)], jax.devices()[:1], batches)
-  eight, params_eight = train_fixtures.run_steps(
-      config, [("data", 4), ("fsdp", 2), ("model", 1)], jax.devices(), batches)
+  eight, params_eight = train_fixtures.run_steps(config, mesh, jax.devices(), batches)
   assert one[0]["loss"] > 1.0  # a real cross-entropy, not a degenerate zero
   for a, b in zip(one, eight):
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
     np.testing.assert_allclose(a["per_example_loss"], b["per_example_loss"], rtol=1e-5)
     np.testing.assert_allclose(a["grad_norm"], b["grad_norm"], rtol=1e-4)
   # Key biases and the reducer's last bias have exactly zero true gradient (softmax is
-  # shift-invariant), so Adam turns float noise into tiny updates there; everything else
-  # moves by ~learning_rate (3e-3) per step, far above this tolerance.
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=3e-4),
-               params_one, params_eight)
+  # shift-invariant), so Adam turns float noise into updates of up to ~learning_rate there,
+  # which differ with the reduction order of each mesh: those only have to stay that small.
+  # Everything else moves by ~learning_rate (3e-3) per step, far above the tolerance.
+  noise_only = lambda path: (path.endswith("key/bias")
+                             or ("reducer_" in path and path.endswith("Dense_1/bias")))
+  lr_budget = len(batches) * config.optimizer.learning_rate
+  for path, x in jax.tree_util.tree_flatten_with_path(params_one)[0]:
+    name = "/".join(str(getattr(k, "key", k)) for k in path)
+    y = _leaf(params_eight, path)
+    if noise_only(name):
+      assert np.abs(x).max() <= lr_budget and np.abs(y).max() <= lr_budget, name
+    else:
+      np.testing.assert_allclose(x, y, rtol=1e-4, atol=3e-4, err_msg=name)
+
+
+def _leaf(tree, path):
+  for key in path:
+    tree = tree[getattr(key, "key", key)]
+  return tree
 
 
 def test_token_cross_entropy_by_hand():

@@ -129,3 +129,108 @@ def run_steps(config, mesh_config, devices, batches):
 
 def read_metrics(workdir) -> list[dict]:
   return metrics_writer.read_jsonl(str(workdir))
+
+
+# ---- A lockstep training job, one copy per JAX process (tests/test_train_multiprocess.py) ----
+# Every process runs the trainer's own step (`train.make_trainer`) on deterministic global
+# batches (`batch(config, 8, seed=step)`) and feeds only the rows its devices hold, so the
+# losses must not depend on how the devices are split into processes.
+
+LOCKSTEP_MESH = [("data", 2), ("fsdp", 2), ("model", 1)]  # 4 devices in any process layout
+
+
+def _local_rows(global_batch, batch_sharding):
+  """This process's rows of a global NumPy batch: the block its devices hold."""
+  n = len(global_batch["mask"])
+  spans = {(idx[0].start or 0, n if idx[0].stop is None else idx[0].stop)
+           for idx in batch_sharding.addressable_devices_indices_map((n,)).values()}
+  lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
+  assert sum(b - a for a, b in spans) == hi - lo, f"rows {sorted(spans)} are not one block"
+  return {k: v[lo:hi] for k, v in global_batch.items()}
+
+
+def _record_shard_reads(out: dict, config, process_index: int, process_count: int):
+  """Draws two batches from the real pipeline, noting which source records it read."""
+  from jarl.data import pipeline, sources  # pylint: disable=import-outside-toplevel
+  read = []
+  original = sources.ShapesSource.__getitem__
+
+  def spy(self, index):
+    read.append(int(index))
+    return original(self, index)
+
+  sources.ShapesSource.__getitem__ = spy
+  data = pipeline.make_train_data(config.data, global_batch_size=config.global_batch_size,
+                                  seed=config.seed, process_index=process_index,
+                                  process_count=process_count)
+  try:
+    next(data), next(data)
+  finally:
+    data.close()
+    sources.ShapesSource.__getitem__ = original
+  out["records_read"] = sorted(set(read))
+
+
+def lockstep_run(config, trainer, *, steps: int, save_at: int = 0, workdir: str = "",
+                 resume: str = "") -> dict[int, float]:
+  """Trains to `steps` from scratch or from the checkpoint step dir `resume`; saves the
+  state after step `save_at` (if > 0) under `workdir`. Returns {step: loss}."""
+  from jarl import checkpoint  # pylint: disable=import-outside-toplevel
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  if resume:
+    # The train state only: the data state is per process and the processes differ here.
+    state = ocp.StandardCheckpointer().restore(os.path.join(resume, checkpoint.STATE),
+                                               trainer.abstract_state)
+  else:
+    state = train.initial_state(config, trainer)
+  ckpt = checkpoint.Checkpointer(workdir, every_steps=save_at, keep=2) if save_at else None
+  losses = {}
+  for step in range(int(state.step) + 1, steps + 1):
+    local = _local_rows(batch(config, config.global_batch_size, seed=step),
+                        trainer.batch_sharding)
+    state, metrics = trainer.step_fn(state, sharding.global_batch(local, trainer.batch_sharding))
+    losses[step] = float(metrics["loss"])
+    if step == save_at:
+      ckpt.save(step, state, {"process_index": jax.process_index(),
+                              "process_count": jax.process_count()})
+  if ckpt:
+    ckpt.close()
+  return losses
+
+
+def lockstep_main(argv=None):
+  """One process of the job: fresh run (saving), then a run resumed from `--resume`."""
+  import argparse  # pylint: disable=import-outside-toplevel
+  import json  # pylint: disable=import-outside-toplevel
+
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--coordinator", required=True)
+  parser.add_argument("--num_processes", type=int, required=True)
+  parser.add_argument("--process_id", type=int, required=True)
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--steps", type=int, required=True)
+  parser.add_argument("--save_at", type=int, required=True)
+  parser.add_argument("--resume", required=True, help="checkpoint step dir to resume from")
+  parser.add_argument("--out", required=True, help="writes <out>.<process_index>.json")
+  args = parser.parse_args(argv)
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+  config = tiny_config(mesh=LOCKSTEP_MESH)
+  out = dict(process_index=jax.process_index(), process_count=jax.process_count(),
+             local_devices=jax.local_device_count())
+  mesh = sharding.make_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    trainer = train.make_trainer(config, mesh)
+    out["fresh"] = lockstep_run(config, trainer, steps=args.steps, save_at=args.save_at,
+                                workdir=args.workdir)
+    out["resumed"] = lockstep_run(config, trainer, steps=args.steps, resume=args.resume)
+  writer = metrics_writer.make_writer(args.workdir)  # the trainer's: files on process 0 only
+  writer.write_scalars(args.steps, {"train/loss": out["fresh"][args.steps]})
+  writer.close()
+  _record_shard_reads(out, config, jax.process_index(), jax.process_count())
+  with open(f"{args.out}.{jax.process_index()}.json", "w", encoding="utf-8") as f:
+    json.dump(out, f)
+
+
+if __name__ == "__main__":
+  lockstep_main()

@@ -74,7 +74,10 @@ class JointAdaptiveFusion(nn.Module):
       v = _project(v_k, self.width, self.dtype, f"vision_proj_{k}") + modality[VISION]
       t = _project(t_k, self.width, self.dtype, f"text_proj_{k}") + modality[TEXT]
       zm = z + modality[JOINT]
-      tokens = jnp.concatenate([v, t, zm], axis=1)
+      # [B, Nv + Nt + M, D]: pinned batch-sharded like the blocks' activations, so the
+      # reducer's token-axis softmax never needs the examples regathered.
+      tokens = nn.with_logical_constraint(jnp.concatenate([v, t, zm], axis=1),
+                                          transformer.ACTIVATION)
       mask = jnp.concatenate([jnp.ones(v.shape[:2], bool), text_mask,
                               jnp.ones(z.shape[:2], bool)], axis=1)
       reduced, weights = reducers.REDUCERS[self.reducer](
@@ -121,4 +124,5 @@ def _concat_top(module, vision, text, text_mask):
   v = _project(vision[-1], module.width, module.dtype, "vision_proj") + modality[VISION]
   t = _project(text[-1], module.width, module.dtype, "text_proj") + modality[TEXT]
   mask = jnp.concatenate([jnp.ones(v.shape[:2], bool), text_mask], axis=1)
-  return jnp.concatenate([v, t], axis=1), mask
+  tokens = nn.with_logical_constraint(jnp.concatenate([v, t], axis=1), transformer.ACTIVATION)
+  return tokens, mask

@@ -12,7 +12,13 @@ import jax
 import jax.numpy as jnp
 
 Dtype = Any
+# Logical names of activations. Constraints name them so that, under FSDP (weights split on
+# `embed`), XLA gathers weights rather than splitting examples differently, and under
+# tensor parallelism heads and MLP hidden units stay split over `model` between the two
+# matmuls of each block (no all-gather in between). No-ops unless rules are in scope.
 ACTIVATION = ("batch", "length", "embed")
+HEAD_ACTIVATION = ("batch", "length", "heads", "kv")
+MLP_ACTIVATION = ("batch", "length", "mlp")
 
 # Variant table as in big_vision (width, depth, mlp_dim, num_heads).
 VARIANTS = {
@@ -107,10 +113,12 @@ class MultiHeadDotProductAttention(nn.Module):
     heads = (self.num_heads, width // self.num_heads)
     proj = lambda name: HeadProjection((width,), heads, ("embed", "heads", "kv"),
                                        ("heads", "kv"), self.dtype, name=name)
-    q, k, v = proj("query")(x), proj("key")(memory), proj("value")(memory)  # [B, L, N, H]
+    q, k, v = (nn.with_logical_constraint(proj(name)(inp), HEAD_ACTIVATION)  # [B, L, N, H]
+               for name, inp in (("query", x), ("key", memory), ("value", memory)))
     if mask is not None:
       mask = mask[:, None]  # [B, 1(heads), Lq|1, Lk]
-    y = jax.nn.dot_product_attention(q, k, v, mask=mask)
+    y = nn.with_logical_constraint(jax.nn.dot_product_attention(q, k, v, mask=mask),
+                                   HEAD_ACTIVATION)
     return HeadProjection(heads, (width,), ("heads", "kv", "embed"), ("embed",), self.dtype,
                           name="out")(y)
 
@@ -125,7 +133,7 @@ class MlpBlock(nn.Module):
     width = x.shape[-1]
     x = nn.Dense(self.mlp_dim, dtype=self.dtype, kernel_init=dense_init(("embed", "mlp")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.normal(1e-6), ("mlp",)))(x)
-    x = nn.gelu(x)
+    x = nn.with_logical_constraint(nn.gelu(x), MLP_ACTIVATION)
     x = nn.Dropout(self.dropout)(x, deterministic=not train)
     return nn.Dense(width, dtype=self.dtype, kernel_init=dense_init(("mlp", "embed")),
                     bias_init=nn.with_logical_partitioning(nn.initializers.normal(1e-6), ("embed",)))(x)
