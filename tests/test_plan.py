@@ -64,3 +64,24 @@ def test_command_line_sets_its_own_device_count_and_ends_with_json():
   assert 0 < last["per_device_bytes"] < 16 * 2 ** 30
   assert last["train_tflops_per_step"] > 0
   assert "per device GiB" in result.stdout and "fits" in lines[1]
+
+
+def test_pretrain_variant_arg_carries_mesh_sizes():
+  get = train_fixtures.pretrain.get_config
+  assert get("large,fsdp=8").mesh == [("data", -1), ("fsdp", 8), ("model", 1)]
+  assert get("base,data=4,model=2").mesh == [("data", 4), ("fsdp", 1), ("model", 2)]
+  with pytest.raises(ValueError, match="'pipe=2' is not <axis>=<size>"):
+    get("large,pipe=2")
+
+
+def test_large_variant_is_vit_l14_sized():
+  from jarl.models import model as model_lib  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  config = train_fixtures.pretrain.get_config("large").model
+  model = model_lib.build(config)
+  params = jax.eval_shape(lambda: model.init(
+      {"params": jax.random.key(0)}, **model_lib.dummy_batch(config))["params"])
+  counts = {k: model_lib.count_params(v) for k, v in params.items()}
+  # ViT-L/14: 24 blocks of 12.6M + 14x14x3x1024 patches + 256 positions = 303M.
+  assert 300e6 < counts["vision"] < 306e6
+  assert 0.85e9 < sum(counts.values()) < 0.95e9  # 914M with text L, fusion and decoder
