@@ -16,7 +16,10 @@ For every method and seed: pretrain (configs/pretrain.py:demo, captions + prefix
 then fine-tune VQA from that checkpoint (configs/finetune_vqa.py:demo) and read the VQA
 accuracy on shapes:validation and on the compositional shapes:heldout split from the
 fine-tuning run's final evaluation. GFLOPs/example: XLA-counted forward of the
-fine-tuned model (jarl.flops.measure, batch 1). Prints a table; the last line is one
+fine-tuned model (jarl.flops.measure, batch 1); pretrain_train_gflops_per_example: the
+XLA-counted forward + backward of the *pretraining* loss, auxiliary losses included
+(jarl.flops costs the decoder loss only, so ViCHA's extra text pass over the caption and
+its masked second ViT pass show up here alone). Prints a table; the last line is one
 JSON object with every run and the per-method mean and standard deviation over seeds.
 """
 import argparse
@@ -28,10 +31,15 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import finetune_vqa, pretrain  # noqa: E402
-from jarl import flops, metrics_writer, train  # noqa: E402
+from jarl import flops, losses, metrics_writer, train, vicha_losses  # noqa: E402
+from jarl import train_step as train_step_lib  # noqa: E402
+from jarl.models import model as model_lib  # noqa: E402
 
 # Model overrides shared by pretraining and fine-tuning (the checkpoint must load).
 ARCHITECTURES = {
@@ -86,6 +94,31 @@ def configure(config, method, *, quick, seed, steps, pretraining):
   return config
 
 
+def pretrain_train_gflops(config) -> float:
+  """GFLOPs per example of value_and_grad of the pretraining objective (batch 8, train=True)."""
+  model = model_lib.build(config.model)
+  batch = model_lib.dummy_batch(config.model, 8)
+  batch["mask"] = jnp.ones([8], bool)
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)
+  params = nn.meta.unbox(jax.eval_shape(lambda b: model.init(
+      {"params": jax.random.key(0)}, b["image"], b["text"], b["target"])["params"], abstract))
+  weights = train_step_lib.aux_loss_weights(config)
+
+  def objective(p, b):
+    logits, out = model.apply({"params": p}, b["image"], b["text"], b["target"], train=True,
+                              rngs={"dropout": jax.random.key(1), "mim": jax.random.key(2)})
+    loss_sum, count = losses.token_cross_entropy(logits, b["target"], b["mask"])
+    loss = jnp.sum(loss_sum) / jnp.maximum(jnp.sum(count), 1.0)
+    if "contrastive" in weights:
+      loss += weights["contrastive"] * vicha_losses.hierarchical_contrastive(out, b["mask"])
+    if "mim" in weights:
+      loss += weights["mim"] * vicha_losses.masked_image_modelling(out, b["mask"])
+    return loss
+
+  total, _ = flops.compiled_cost(jax.value_and_grad(objective), params, abstract)
+  return total / 8 / 1e9
+
+
 def run_one(method, seed, *, quick, pretrain_steps, finetune_steps, eval_examples, root):
   """Pretrain + fine-tune; returns the fine-tuning run's final accuracies and timings."""
   pre_dir, ft_dir = (os.path.join(root, f"{method}_seed{seed}_{kind}") for kind in ("pre", "ft"))
@@ -118,7 +151,7 @@ def run_one(method, seed, *, quick, pretrain_steps, finetune_steps, eval_example
       if key not in final:
         raise RuntimeError(f"{ft_dir}: no {key} at step {finetune_steps} in metrics.jsonl")
       out[f"{split}_{metric}"] = float(final[key])
-  return out, ft
+  return out, ft, pre
 
 
 def main():
@@ -144,9 +177,9 @@ def main():
 
   runs, summary = [], {}
   for method in methods:
-    per_seed, ft_config = [], None
+    per_seed, ft_config, pre_config = [], None, None
     for seed in seeds:
-      result, ft_config = run_one(method, seed, quick=args.quick, pretrain_steps=pretrain_steps,
+      result, ft_config, pre_config = run_one(method, seed, quick=args.quick, pretrain_steps=pretrain_steps,
                                   finetune_steps=finetune_steps, eval_examples=eval_examples,
                                   root=root)
       runs.append(dict(method=method, seed=seed, **result))
@@ -155,17 +188,20 @@ def main():
             f"{result['heldout_accuracy']:.3f} ({result['pretrain_seconds']:.0f} s + "
             f"{result['finetune_seconds']:.0f} s)", flush=True)
     gflops = flops.measure(ft_config.model, batch_size=1)["forward_gflops_per_example"]
-    summary[method] = dict(forward_gflops_per_example=gflops)
+    summary[method] = dict(forward_gflops_per_example=gflops,
+                           pretrain_train_gflops_per_example=pretrain_train_gflops(pre_config))
     for key in ("val_accuracy", "heldout_accuracy", "val_exact_match", "heldout_exact_match"):
       values = np.array([r[key] for r in per_seed])
       summary[method][f"{key}_mean"] = float(values.mean())
       summary[method][f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
-  print(f"\n{'method':12s} {'val acc':>15s} {'heldout acc':>15s} {'GFLOPs/ex':>10s}")
+  print(f"\n{'method':12s} {'val acc':>15s} {'heldout acc':>15s} {'GFLOPs/ex':>10s} "
+        f"{'pretrain step GFLOPs/ex':>24s}")
   for method, s in summary.items():
     print(f"{method:12s} {s['val_accuracy_mean']:7.3f} ± {s['val_accuracy_std']:.3f} "
           f"{s['heldout_accuracy_mean']:7.3f} ± {s['heldout_accuracy_std']:.3f} "
-          f"{s['forward_gflops_per_example']:10.4f}")
+          f"{s['forward_gflops_per_example']:10.4f} "
+          f"{s['pretrain_train_gflops_per_example']:24.4f}")
   print(json.dumps(dict(config="quick" if args.quick else "demo", seeds=seeds,
                         pretrain_steps=pretrain_steps, finetune_steps=finetune_steps,
                         eval_examples=eval_examples, methods=summary, runs=runs),

@@ -25,8 +25,11 @@ def test_quick_comparison_runs_every_method_and_prints_one_json_line(tmp_path):
   gflops = {m: s["forward_gflops_per_example"] for m, s in result["methods"].items()}
   # ELIP prunes vision tokens: cheaper than the same fusion without it.
   assert gflops["jarl_elip"] < gflops["jarl"] and gflops["concat_elip"] < gflops["concat"]
-  # ViCHA's losses are pretraining-only: the fine-tuned model is plain JARL.
+  # ViCHA's losses are pretraining-only: the fine-tuned model is plain JARL, while its
+  # pretraining step pays for the caption's text pass and the masked ViT pass.
   assert gflops["jarl_vicha"] == gflops["jarl"]
+  pretrain_step = {m: s["pretrain_train_gflops_per_example"] for m, s in result["methods"].items()}
+  assert pretrain_step["jarl_vicha"] > 1.2 * pretrain_step["jarl"]
   # The ViCHA pretraining run logged its per-loss metrics.
   records = [json.loads(line) for line in
              open(tmp_path / "jarl_vicha_seed0_pre" / "metrics.jsonl", encoding="utf-8")]
