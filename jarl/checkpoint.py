@@ -119,12 +119,21 @@ class Checkpointer:
     self._manager.save(step, args=ocp.args.Composite(
         **{STATE: ocp.args.StandardSave(state), DATA: DataStateSave(data_state)}), force=True)
 
-  def restore(self, step: int, abstract_state) -> tuple[Any, dict]:
-    """Train state (sharded like `abstract_state`'s ShapeDtypeStructs) + data state."""
+  def restore(self, step: int, abstract_state) -> tuple[Any, dict | None]:
+    """Train state (sharded like `abstract_state`'s ShapeDtypeStructs) + data state.
+
+    The data state is None when the checkpoint was written by a different number of
+    processes: the pipeline state is per process and cannot be re-split, but the train
+    state can, so the run resumes with a freshly started pipeline instead of losing
+    its training (the caller warns that the data order changes).
+    """
     self._check_shapes(step, abstract_state)
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        **{STATE: ocp.args.StandardRestore(abstract_state), DATA: DataStateRestore()}))
-    return restored[STATE], restored[DATA]
+    data_file = DataStateHandler()._file(self.directory / str(step) / DATA)  # pylint: disable=protected-access
+    items = {STATE: ocp.args.StandardRestore(abstract_state)}
+    if data_file.exists():
+      items[DATA] = DataStateRestore()
+    restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    return restored[STATE], restored[DATA] if DATA in items else None
 
   def _check_shapes(self, step: int, abstract_state) -> None:
     saved = self._manager.item_metadata(step)[STATE]

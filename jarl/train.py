@@ -170,7 +170,12 @@ def train_and_evaluate(config, workdir: str) -> train_step_lib.TrainState:
       resumed = ckpt.restore_latest(trainer.abstract_state)
       if resumed:
         start_step, state, data_state = resumed
-        train_data.set_state(data_state)
+        if data_state is None:
+          logging.warning("%s/%d was written by a different number of processes: resuming "
+                          "the train state with a freshly started data pipeline (the data "
+                          "order differs from the interrupted run).", ckpt.directory, start_step)
+        else:
+          train_data.set_state(data_state)
         logging.info("Resumed from %s at step %d.", ckpt.directory, start_step)
       else:
         start_step = 0

@@ -55,6 +55,21 @@ def test_round_trip_keeps_values_shardings_and_data_state(tmp_path):
   assert int(restored.step) == 7
 
 
+def test_other_process_count_resumes_the_train_state_without_data_state(tmp_path):
+  # As if written by 2 processes: no data file for this (1-process) layout.
+  mesh = _mesh()
+  ckpt = checkpoint.Checkpointer(str(tmp_path), every_steps=2, keep=3)
+  ckpt.save(2, _state(mesh, scale=3.0), {"epoch": 1})
+  ckpt.close()
+  data_dir = tmp_path / "checkpoints" / "2" / "data"
+  os.rename(data_dir / "process_0-of-1.json", data_dir / "process_0-of-2.json")
+  again = checkpoint.Checkpointer(str(tmp_path), every_steps=2, keep=3)
+  step, restored, data_state = again.restore_latest(_abstract(_state(mesh)))
+  again.close()
+  assert step == 2 and data_state is None  # not step 0: the training is kept
+  np.testing.assert_array_equal(restored.params["dense"]["bias"], np.full((4,), 3.0))
+
+
 def test_keeps_only_the_last_k(tmp_path):
   mesh = _mesh()
   ckpt = checkpoint.Checkpointer(str(tmp_path), every_steps=1, keep=2)
