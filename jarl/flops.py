@@ -19,8 +19,17 @@ from ml_collections import config_flags
 
 from jarl.models import model as model_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py:variant).")
-_BATCH = flags.DEFINE_integer("batch_size", 8, "Examples per compiled program; figures are per example.")
+
+_CONFIG = _BATCH = None  # set by _define_flags() when run as a program
+
+
+def _define_flags():
+  """Flags exist only when run as a program, so importing this module next to another
+  command-line module (jarl.tools.plan, tests) never registers `--config` twice."""
+  global _CONFIG, _BATCH
+  _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py:variant).")
+  _BATCH = flags.DEFINE_integer("batch_size", 8,
+                                "Examples per compiled program; figures are per example.")
 
 
 def compiled_cost(fn, *abstract_args):
@@ -102,4 +111,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -65,14 +65,22 @@ from jarl import config_checks
 from jarl import sharding
 from jarl import train
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py:variant).")
-_DEVICES = flags.DEFINE_integer("devices", None, "Simulated devices (fake CPU devices).")
-_MESH = flags.DEFINE_string("mesh", None, "Mesh sizes, e.g. data:32,fsdp:8 (missing axes are "
-                            "1); default: config.mesh.")
-_HBM_GIB = flags.DEFINE_float("hbm_gib", 32.0, "Memory per device: 32 TPU v4, 16 v5e, 80 H100.")
-_GLOBAL_BATCH = flags.DEFINE_integer("global_batch_size", None,
-                                     "Overrides config.global_batch_size.")
-flags.mark_flags_as_required(["config"])
+
+_CONFIG = _DEVICES = _MESH = _HBM_GIB = _GLOBAL_BATCH = None  # set by _define_flags()
+
+
+def _define_flags():
+  """Flags exist only when run as a program: importing this module (tests, jarl.flops in
+  the same process) must not register a second `--config`."""
+  global _CONFIG, _DEVICES, _MESH, _HBM_GIB, _GLOBAL_BATCH
+  _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py:variant).")
+  _DEVICES = flags.DEFINE_integer("devices", None, "Simulated devices (fake CPU devices).")
+  _MESH = flags.DEFINE_string("mesh", None, "Mesh sizes, e.g. data:32,fsdp:8 (missing axes "
+                              "are 1); default: config.mesh.")
+  _HBM_GIB = flags.DEFINE_float("hbm_gib", 32.0, "Memory per device: 32 TPU v4, 16 v5e, 80 H100.")
+  _GLOBAL_BATCH = flags.DEFINE_integer("global_batch_size", None,
+                                       "Overrides config.global_batch_size.")
+  flags.mark_flags_as_required(["config"])
 
 GIB = 1024 ** 3
 
@@ -174,4 +182,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
