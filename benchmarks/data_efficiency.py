@@ -1,6 +1,6 @@
 r"""Adaptive pretraining-data sampling on a clean + noisy caption mixture: downstream VQA.
 
-    python benchmarks/data_efficiency.py               # bench size, seeds 0 1 2 (~30 min, 2 idle CPU cores)
+    python benchmarks/data_efficiency.py               # bench size, seeds 0 1 2 (~25 min, 2 idle CPU cores)
     python benchmarks/data_efficiency.py --quick       # smoke: tiny model, 1 seed, a few steps
     python benchmarks/data_efficiency.py --policies=static,loss --seeds=0 --plot=/tmp/w.png
 
@@ -20,7 +20,7 @@ axis too, hiding how each policy treats caption noise. With two sources the clea
 weight alone says it: static stays at 0.5; `loss` chases the higher loss of the noisy
 captions; `learning_progress` favours the source whose loss still falls.
 
-Default size: shapes_runs' `bench`, 3 policies x 3 seeds = 9 runs of ~3 min, ~30 min on
+Default size: shapes_runs' `bench`, 3 policies x 3 seeds = 9 runs of ~2.8 min, ~25 min on
 2 idle CPU cores. Writes a PNG of the sampling weights (data/weight/<source> in each
 pretraining run's metrics.jsonl) over pretraining steps per policy (--plot); the last
 line is one JSON object with per-policy accuracy mean/std over seeds, the clean source's

@@ -17,7 +17,7 @@ fine-tune VQA from that checkpoint and read the VQA accuracy on shapes:validatio
 the compositional shapes:heldout split from the fine-tuning run's final evaluation.
 Default size is shapes_runs' `bench` (the demo model, shorter training; --pretrain_steps,
 --finetune_steps, --eval_examples override it): 5 methods x 3 seeds = 15 runs of ~3 min,
-~45-50 min on 2 idle CPU cores (jarl_vicha's pretraining is ~1.5x slower than the others').
+~45 min on 2 idle CPU cores (jarl_vicha's pretraining step costs ~1.5x the others').
 GFLOPs/example: XLA-counted forward of the fine-tuned model (jarl.flops.measure, batch
 1); pretrain_train_gflops_per_example: the XLA-counted forward + backward of the
 *pretraining* loss, auxiliary losses included (jarl.flops costs the decoder loss only, so

@@ -9,8 +9,8 @@ fine-tuning run's final evaluation.
 Sizes (`Size`; every figure can be overridden by a flag, see `add_flags`):
   bench  the demo model exactly as configs/pretrain.py:demo defines it when the script
          runs, trained for BENCH_PRETRAIN_STEPS + BENCH_FINETUNE_STEPS steps (the demo
-         configs train 1000 + 1500): ~3 min a run on 2 idle CPU cores, so that 3
-         settings x 3 seeds fit in half an hour.
+         configs train 1000 + 1500): ~2.8 min a run on 2 idle CPU cores (concat
+         fusion ~15% more), so that 3 settings x 3 seeds fit in half an hour.
   quick  QUICK_MODEL, a few steps, a few eval examples: checks the whole chain runs
          (the accuracies mean nothing).
 
