@@ -1,7 +1,7 @@
 r"""Adaptive pretraining-data sampling on a clean + noisy caption mixture: downstream VQA.
 
-    python benchmarks/data_efficiency.py               # bench size, seeds 0 1 2 (~25 min, 2 idle CPU cores)
-    python benchmarks/data_efficiency.py --quick       # smoke: tiny model, 1 seed, a few steps
+    python benchmarks/data_efficiency.py          # bench size, seeds 0 1 2 (~25 min, 2 idle cores)
+    python benchmarks/data_efficiency.py --quick  # smoke: tiny model, 1 seed, a few steps
     python benchmarks/data_efficiency.py --policies=static,loss --seeds=0 --plot=/tmp/w.png
 
 Pretraining data: two captioning sources over the same `shapes` scenes, `clean`

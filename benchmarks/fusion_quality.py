@@ -1,7 +1,7 @@
 r"""Fusion types on `shapes`: JARL vs concat vs cross-attention, accuracy and FLOPs.
 
-    python benchmarks/fusion_quality.py               # bench size, seeds 0 1 2 (~30 min, 2 idle CPU cores)
-    python benchmarks/fusion_quality.py --quick       # smoke: tiny model, 1 seed, a few steps
+    python benchmarks/fusion_quality.py          # bench size, seeds 0 1 2 (~30 min, 2 idle cores)
+    python benchmarks/fusion_quality.py --quick  # smoke: tiny model, 1 seed, a few steps
     python benchmarks/fusion_quality.py --fusions=jarl,concat --seeds=0,1 --workdir=/tmp/fq
 
 Only `model.fusion.type` differs (same towers, decoder, data, steps and seeds). For every

@@ -79,7 +79,8 @@ def add_flags(parser, default_seeds="0,1,2"):
   parser.add_argument("--finetune_steps", type=int, default=None,
                       help=f"default {BENCH_FINETUNE_STEPS} (quick {QUICK_STEPS})")
   parser.add_argument("--eval_examples", type=int, default=None,
-                      help=f"per split; default {BENCH_EVAL_EXAMPLES} (quick {QUICK_EVAL_EXAMPLES})")
+                      help=f"per split; default {BENCH_EVAL_EXAMPLES} "
+                      f"(quick {QUICK_EVAL_EXAMPLES})")
   parser.add_argument("--workdir", default=None, help="default: a fresh temporary folder")
   parser.set_defaults(default_seeds=default_seeds)
 
