@@ -26,6 +26,8 @@ from jarl.models import model as model_lib
 
 METRICS_FILE = "metrics.jsonl"  # written by jarl.metrics_writer
 LOG_FILE = "train.log"          # train_live's child process writes its log here
+# plot_joint_tokens draws no heat map for a token with less weight than this on the image.
+MIN_IMAGE_SHARE = 0.1
 
 
 def read_metrics(workdir: str) -> list[dict]:
@@ -241,8 +243,10 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 def plot_joint_tokens(maps: JointTokenMaps, iteration: int = -1, title: str = ""):
   """One column per joint token: its map over the image patches as a heat map on the
-  image (normalised per token; the title gives its share of weight on image / text /
-  previous joint tokens), and below, its weights over the encoder-text pieces."""
+  image (scaled to its own maximum; none, and the image faded, when the token puts less
+  than MIN_IMAGE_SHARE of its weight on the image; the title gives its share of weight
+  on image / text / previous joint tokens), and below, its weights over the encoder-text
+  pieces."""
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   vision, text = maps.vision[iteration], maps.text[iteration]
   mass = maps.mass(iteration)
@@ -254,11 +258,14 @@ def plot_joint_tokens(maps: JointTokenMaps, iteration: int = -1, title: str = ""
                            squeeze=False)
   ymax = max(float(text.max()), 1e-6)
   for j in range(m):
-    heat = upsample(vision[j], size)
-    heat = heat / max(float(heat.max()), 1e-12)
     ax = axes[0, j]
-    ax.imshow(image, interpolation="nearest")
-    ax.imshow(heat, cmap="inferno", alpha=0.6, vmin=0, vmax=1)
+    if mass[j, 0] >= MIN_IMAGE_SHARE:
+      heat = upsample(vision[j], size)
+      heat = heat / max(float(heat.max()), 1e-12)
+      ax.imshow(image, interpolation="nearest")
+      ax.imshow(heat, cmap="inferno", alpha=0.6, vmin=0, vmax=1)
+    else:  # a map scaled to its maximum would make a token that ignores the image look bright
+      ax.imshow(image, interpolation="nearest", alpha=0.25)
     ax.set_title(f"token {j}\nimg {mass[j, 0]:.0%} txt {mass[j, 1]:.0%}\njoint {mass[j, 2]:.0%}",
                  fontsize=8)
     ax.axis("off")
@@ -275,7 +282,8 @@ def plot_joint_tokens(maps: JointTokenMaps, iteration: int = -1, title: str = ""
   return fig
 
 
-def plot_answers(images, questions, predictions, truths, *, captions=None, ncols: int = 4):
+def plot_answers(images, questions, predictions, truths, *, captions=None, ncols: int = 4,
+                 title: str = ""):
   """A grid of images titled question / predicted / truth, green when the prediction is
   right (exact match), red when wrong. images: uint8 [S, S, 3] or float in [-1, 1]."""
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -296,6 +304,8 @@ def plot_answers(images, questions, predictions, truths, *, captions=None, ncols
     if captions:
       text = f"{captions[i]}\n" + text
     ax.set_title(text, fontsize=8, color="darkgreen" if right else "firebrick")
+  if title:
+    fig.suptitle(title)
   fig.tight_layout()
   return fig
 

@@ -108,7 +108,9 @@ def test_plots_draw_what_they_are_given(predictor):
   assert fig._suptitle.get_text() == "run step 5"  # pylint: disable=protected-access
 
   image = shapes.example("validation", 0, image_size=16)["image"]
-  fig = viz.plot_answers([image, image], ["q1", "q2"], ["one", "red"], ["one", "blue"])
+  fig = viz.plot_answers([image, image], ["q1", "q2"], ["one", "red"], ["one", "blue"],
+                         title="answers")
+  assert fig._suptitle.get_text() == "answers"  # pylint: disable=protected-access
   titles = [ax.title for ax in fig.axes[:2]]
   assert [t.get_color() for t in titles] == ["darkgreen", "firebrick"]
   assert "predicted: red\ntruth: blue" in titles[1].get_text()
