@@ -1,0 +1,153 @@
+"""Every benchmark script's --quick run: exit 0, and its last stdout line is JSON with sane figures.
+
+Each script runs in a subprocess exactly as a user would (`python benchmarks/<name>.py
+--quick`), so import paths, flags and the JSON contract are what is tested. The `ci`
+marks pick the runs that fit CI's ~3 min budget for them (flops, step_throughput,
+input_pipeline, data_efficiency: ~2.5 min on 2 idle cores); the others are slow-only
+(their reasons beside them); `pytest -m "" tests/test_benchmarks_quick.py` runs them all.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import train_fixtures
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_quick(script, *args, timeout=900) -> dict:
+  """The last stdout line of `python benchmarks/<script> --quick <args>`, parsed."""
+  path = os.path.join(train_fixtures.repo_root(), "benchmarks", script)
+  proc = subprocess.run([sys.executable, path, "--quick", *args],
+                        cwd=train_fixtures.repo_root(), env=train_fixtures.main_env(),
+                        capture_output=True, text=True, timeout=timeout)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def assert_png(path):
+  with open(path, "rb") as f:
+    assert f.read(8) == PNG_MAGIC, f"{path} is not a PNG"
+
+
+def assert_accuracies(stats: dict):
+  for key in ("val_accuracy", "heldout_accuracy", "val_exact_match", "heldout_exact_match"):
+    assert 0.0 <= stats[f"{key}_mean"] <= 1.0, (key, stats)
+    assert stats[f"{key}_std"] == 0.0  # one seed in --quick
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_flops_quick():
+  result = run_quick("flops.py")
+  assert result["config"] == "demo"
+  assert set(result["settings"]) == {"jarl", "jarl_tokenlearner_v1", "concat", "cross_attention"}
+  for name, s in result["settings"].items():
+    assert s["forward_gflops"] > 0 and s["train_gflops"] > s["forward_gflops"], name
+    assert s["params"] > 0, name
+  jarl, concat = result["settings"]["jarl"], result["settings"]["concat"]
+  assert result["jarl_over_concat"] == pytest.approx(
+      jarl["forward_gflops"] / concat["forward_gflops"])
+  assert 0.0 < result["jarl_over_concat"] < 2.0
+  assert 0.0 < result["train_jarl_over_concat"] < 2.0
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_step_throughput_quick():
+  result = run_quick("step_throughput.py")
+  assert result["steps"] == 3 and result["matmul_gflops_per_sec"] > 0
+  for fusion in ("jarl", "concat"):
+    s = result["settings"][fusion]
+    assert s["examples_per_sec"] > 0 and s["step_ms"] > 0 and s["gflops_per_step"] > 0
+    assert s["utilization"] > 0
+  settings = result["settings"]
+  assert result["jarl_over_concat_speed"] == pytest.approx(
+      settings["jarl"]["examples_per_sec"] / settings["concat"]["examples_per_sec"])
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_input_pipeline_quick():
+  result = run_quick("input_pipeline.py")
+  assert result["pipeline_examples_per_sec"] > 0 and result["step_examples_per_sec"] > 0
+  assert result["pipeline_over_step"] == pytest.approx(
+      result["pipeline_examples_per_sec"] / result["step_examples_per_sec"])
+
+
+@pytest.mark.slow  # not ci: 8 compile-only FLOPs measurements + 8 timed steps, ~2.5 min idle
+def test_scaling_quick(tmp_path):
+  result = run_quick("scaling.py", f"--out={tmp_path}")
+  assert_png(result["plot"])
+  assert set(result["exponents"]) == {f"{f}/{a}" for f in ("jarl", "concat")
+                                      for a in ("image_size", "text_len")}
+  for name, e in result["exponents"].items():
+    assert 0.0 < e["flops"] < 3.0, (name, e)
+  # Concat fusion attends over every text token; JARL's fusion sees M joint tokens.
+  exponents = result["exponents"]
+  assert exponents["concat/text_len"]["flops"] > exponents["jarl/text_len"]["flops"]
+
+
+@pytest.mark.slow  # not ci: 3 pretrain + fine-tune chains and 6 FLOPs compiles, ~2 min idle
+def test_fusion_quality_quick(tmp_path):
+  result = run_quick("fusion_quality.py", f"--workdir={tmp_path}")
+  assert set(result["methods"]) == {"jarl", "concat", "cross_attention"}
+  assert result["seeds"] == [0] and len(result["runs"]) == 3
+  for name, s in result["methods"].items():
+    assert_accuracies(s)
+    assert s["forward_gflops_demo"] > 0 and s["forward_gflops_base"] > 0, name
+  for scale in ("demo", "base"):
+    ratio = result[f"jarl_over_concat_flops_{scale}"]
+    assert 0.0 < ratio < 2.0
+    assert ratio == pytest.approx(result["methods"]["jarl"][f"forward_gflops_{scale}"] /
+                                  result["methods"]["concat"][f"forward_gflops_{scale}"])
+  assert result["claim_flops_at_most_0.67"] == (result["jarl_over_concat_flops_base"] <= 0.67)
+  assert result["claim_flops_at_most_0.67_demo"] == (result["jarl_over_concat_flops_demo"] <= 0.67)
+  assert result["claim_accuracy_not_below_concat"] == (
+      result["methods"]["jarl"]["val_accuracy_mean"] >=
+      result["methods"]["concat"]["val_accuracy_mean"])
+
+
+@pytest.mark.slow
+@pytest.mark.ci  # the one pretrain -> fine-tune chain in CI (shapes_runs + mixture + plot)
+def test_data_efficiency_quick(tmp_path):
+  plot = tmp_path / "weights.png"
+  result = run_quick("data_efficiency.py", f"--workdir={tmp_path}", f"--plot={plot}")
+  assert set(result["policies"]) == {"static", "loss", "learning_progress"}
+  assert result["plot"] == str(plot)
+  assert_png(plot)
+  for policy, s in result["policies"].items():
+    assert_accuracies(s)
+    assert 0.0 < s["clean_weight_final_mean"] < 1.0, policy
+    assert result["clean_weight_final"][policy] == s["clean_weight_final_mean"]
+  # Static sampling never moves from the config's 1:1.
+  assert result["clean_weight_final"]["static"] == pytest.approx(0.5)
+  # The adaptive policies did update: their pretraining logs show weights other than 1:1.
+  for policy in ("loss", "learning_progress"):
+    weights = [r["data/weight/clean"] for r in train_fixtures.read_metrics(
+        tmp_path / f"{policy}_seed0_pre") if "data/weight/clean" in r]
+    assert any(abs(w - 0.5) > 1e-6 for w in weights), (policy, weights)
+
+
+@pytest.mark.slow  # not ci: 5 pretrain + fine-tune chains, ~4 min idle
+def test_method_comparison_quick(tmp_path):
+  result = run_quick("method_comparison.py", f"--workdir={tmp_path}", timeout=1200)
+  assert set(result["methods"]) == {"jarl", "jarl_elip", "concat_elip", "jarl_vicha", "concat"}
+  assert len(result["runs"]) == 5 and result["seeds"] == [0]
+  for run in result["runs"]:
+    for key in ("val_accuracy", "heldout_accuracy"):
+      assert 0.0 <= run[key] <= 1.0
+  gflops = {m: s["forward_gflops_per_example"] for m, s in result["methods"].items()}
+  # ELIP prunes vision tokens: cheaper than the same fusion without it.
+  assert gflops["jarl_elip"] < gflops["jarl"] and gflops["concat_elip"] < gflops["concat"]
+  # ViCHA's losses are pretraining-only: the fine-tuned model is plain JARL, while its
+  # pretraining step pays for the caption's text pass and the masked ViT pass.
+  assert gflops["jarl_vicha"] == gflops["jarl"]
+  pretrain_step = {m: s["pretrain_train_gflops_per_example"] for m, s in result["methods"].items()}
+  assert pretrain_step["jarl_vicha"] > 1.2 * pretrain_step["jarl"]
+  # The ViCHA pretraining run logged its per-loss metrics.
+  records = train_fixtures.read_metrics(tmp_path / "jarl_vicha_seed0_pre")
+  assert any("train/loss_contrastive" in r and "train/loss_mim" in r for r in records)
