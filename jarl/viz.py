@@ -293,7 +293,9 @@ def plot_answers(images, questions, predictions, truths, *, captions=None, ncols
                      f"predictions, {len(truths)} truths: need one of each per image")
   ncols = max(1, min(ncols, n))
   nrows = -(-n // ncols)
-  fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.6 * nrows), squeeze=False)
+  # Constrained layout: tight_layout lets a suptitle overlap the first row's titles.
+  fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.6 * nrows), squeeze=False,
+                           layout="constrained")
   for ax in axes.flat:
     ax.axis("off")
   for i, ax in enumerate(axes.flat[:n]):
@@ -306,7 +308,6 @@ def plot_answers(images, questions, predictions, truths, *, captions=None, ncols
     ax.set_title(text, fontsize=8, color="darkgreen" if right else "firebrick")
   if title:
     fig.suptitle(title)
-  fig.tight_layout()
   return fig
 
 
