@@ -99,10 +99,7 @@ def main():
   parser.add_argument("--plot", default="benchmarks/results/data_efficiency_weights.png")
   shapes_runs.add_flags(parser)
   args = parser.parse_args()
-  policies = args.policies.split(",")
-  unknown = [p for p in policies if p not in mixture.POLICIES]
-  if unknown:
-    parser.error(f"--policies: unknown {unknown}; choose from {list(mixture.POLICIES)}")
+  policies = shapes_runs.choices(parser, "policies", args.policies, mixture.POLICIES)
   if not 0.0 < args.noise <= 1.0:
     parser.error(f"--noise={args.noise}: must be in (0, 1]")
   size, seeds, root = shapes_runs.from_args(args, "data_efficiency")

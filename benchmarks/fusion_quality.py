@@ -40,10 +40,7 @@ def main():
   parser.add_argument("--fusions", default=",".join(FUSIONS))
   shapes_runs.add_flags(parser)
   args = parser.parse_args()
-  fusions = args.fusions.split(",")
-  unknown = [f for f in fusions if f not in FUSIONS]
-  if unknown:
-    parser.error(f"--fusions: unknown {unknown}; choose from {list(FUSIONS)}")
+  fusions = shapes_runs.choices(parser, "fusions", args.fusions, FUSIONS)
   size, seeds, root = shapes_runs.from_args(args, "fusion_quality")
   base_variant = "demo" if size.quick else "base"
 

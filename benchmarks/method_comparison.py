@@ -68,10 +68,7 @@ def main():
   parser.add_argument("--methods", default=",".join(ARCHITECTURES))
   shapes_runs.add_flags(parser)
   args = parser.parse_args()
-  methods = args.methods.split(",")
-  unknown = [m for m in methods if m not in ARCHITECTURES]
-  if unknown:
-    parser.error(f"--methods: unknown {unknown}; choose from {list(ARCHITECTURES)}")
+  methods = shapes_runs.choices(parser, "methods", args.methods, ARCHITECTURES)
   size, seeds, root = shapes_runs.from_args(args, "method_comparison")
 
   runs, summary = [], {}

@@ -85,6 +85,15 @@ def add_flags(parser, default_seeds="0,1,2"):
   parser.set_defaults(default_seeds=default_seeds)
 
 
+def choices(parser, flag: str, value: str, known) -> list[str]:
+  """The comma-separated `value` of --`flag` as a list; a parser error names unknown items."""
+  items = value.split(",")
+  unknown = [item for item in items if item not in known]
+  if unknown:
+    parser.error(f"--{flag}: unknown {unknown}; choose from {list(known)}")
+  return items
+
+
 def from_args(args, prefix: str):
   """(Size, seeds, root folder) from the flags of `add_flags`."""
   size = Size(
