@@ -178,3 +178,36 @@ def test_invalid_config_names_the_key(key, value, message):
   node[leaf] = value
   with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
     model_lib.build(c)
+
+
+def test_conv_stem_keeps_the_grid_names_every_parameter_and_shifts_with_the_image():
+  c = tiny_config()
+  c.vision.stem = "conv"
+  b = batch(c)
+  m, params = init(c, b)
+  leaves = jax.tree.leaves(params, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+  assert all(isinstance(x, nn.LogicallyPartitioned) for x in leaves)
+  params = nn.unbox(params)
+  assert "embedding" not in params["vision"]
+  stem = vit.ConvStem(32, 8)
+  image = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (1, 48, 48, 3)), jnp.float32)
+  stem_params = {"params": params["vision"]["stem"]}
+  out = stem.apply(stem_params, image)
+  assert out.shape == (1, 6, 6, 32)
+  # Strided convolutions are equivariant to shifts by the total stride: moving the picture
+  # one patch to the right moves every token whose receptive field stays inside the image.
+  shifted = stem.apply(stem_params, jnp.roll(image, 8, axis=2))
+  np.testing.assert_allclose(np.asarray(shifted[:, 1:-1, 2:-1]),
+                             np.asarray(out[:, 1:-1, 1:-2]), atol=1e-5)
+  assert not np.allclose(np.asarray(shifted), np.asarray(out))
+
+
+@pytest.mark.parametrize("stem,variant,message", [
+    ("pixels", "Ti/8", "config.model.vision.stem='pixels'"),
+    ("conv", "Ti/14", "patch size 14 of config.model.vision.variant='Ti/14'"),
+])
+def test_invalid_stem_names_the_key(stem, variant, message):
+  c = tiny_config()
+  c.vision.update(stem=stem, variant=variant, image_size=28 if "14" in variant else 32)
+  with pytest.raises(ValueError, match=message):
+    model_lib.build(c)

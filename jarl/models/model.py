@@ -41,7 +41,7 @@ class Model(nn.Module):
     self.vision = vit.ViT(v["width"], f["vision_taps"][-1], v["mlp_dim"], v["num_heads"],
                           v["patch_size"], v["posemb"], v["dropout"], v["scan"],
                           v["remat_policy"], self.dtype, v["reducer"], v["elip_layers"],
-                          v["elip_keep"], mask_token=self._mim_ratio > 0)
+                          v["elip_keep"], mask_token=self._mim_ratio > 0, stem=v["stem"])
     self.text = text_lib.TextEncoder(self.vocab_size, t["width"], f["text_taps"][-1],
                                      t["mlp_dim"], t["num_heads"], t["max_len"], t["dropout"],
                                      t["scan"], t["remat_policy"], self.dtype)
@@ -182,6 +182,14 @@ def build(model_config) -> Model:
   if "patch_size" not in vision:
     raise ValueError(f"config.model.vision.variant={c.vision.variant!r}: needs a patch size, "
                      f"e.g. 'B/16'")
+  vision["stem"] = c.vision.get("stem", "patch")
+  if vision["stem"] not in vit.STEMS:
+    raise ValueError(f"config.model.vision.stem={vision['stem']!r}: choose from {vit.STEMS}")
+  p = vision["patch_size"]
+  if vision["stem"] == "conv" and (p < 2 or p & (p - 1)):
+    raise ValueError(f"config.model.vision.stem='conv' halves the image log2(patch) times: "
+                     f"the patch size {p} of config.model.vision.variant="
+                     f"{c.vision.variant!r} must be a power of two")
   if c.vision.image_size % vision["patch_size"]:
     raise ValueError(f"config.model.vision.image_size={c.vision.image_size} is not divisible "
                      f"by the patch size {vision['patch_size']}")

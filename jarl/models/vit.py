@@ -11,6 +11,11 @@ blocks, guided by the text (ELIP, Guo et al., arXiv 2309.16738; our reading, see
 against the pooled text guide, the top `elip_keep` fraction is kept and the rest merged
 into one token. It adds no parameters: the parameter tree is the plain ViT's (loop
 layout), so plain checkpoints load and `reducer="none"` runs the unchanged code path.
+
+`stem="conv"` (config.model.vision.stem) replaces the one-layer patch embedding by a small
+convolutional stem (`ConvStem`; Xiao et al., arXiv 2106.14881): same token grid, so
+everything above it is unchanged. Our addition, not the paper's: the demo uses it because
+a linear patch embedding trained from scratch on CPU budgets does not learn object shape.
 """
 from typing import Any, Tuple
 
@@ -20,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jarl.models import reducers, transformer
+
+STEMS = ("patch", "conv")
 
 
 def sincos2d(h, w, width, temperature=10_000.0):
@@ -80,6 +87,40 @@ class ElipEncoder(nn.Module):
     return transformer.layer_norm("encoder_norm", self.dtype)(x), out
 
 
+class ConvStem(nn.Module):
+  """image [B, H, W, 3] -> [B, H/p, W/p, width] through log2(p) 3x3 stride-2 convolutions.
+
+  Channels double per layer up to `width` (width/4, width/2, width for p=8), each followed
+  by LayerNorm and GELU (LayerNorm, not BatchNorm: no batch statistics to carry), then a
+  1x1 projection. Nearby pixels are combined nonlinearly before attention, which a
+  linear patch embedding cannot do; Xiao et al. show this makes ViTs train faster.
+  """
+  width: int
+  patch_size: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, image):
+    layers = int(np.log2(self.patch_size))
+    x = image
+    for i in range(layers):
+      channels = max(self.width >> (layers - 1 - i), 8)
+      # Small and early: replicated (no logical axis), whatever the mesh.
+      x = nn.Conv(channels, (3, 3), strides=(2, 2), padding="SAME", name=f"conv_{i}",
+                  dtype=self.dtype,
+                  kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(),
+                                                           (None,) * 4),
+                  bias_init=transformer.bias_init((None,)))(x)
+      x = nn.gelu(nn.LayerNorm(
+          name=f"norm_{i}", dtype=self.dtype,
+          scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), (None,)),
+          bias_init=transformer.bias_init((None,)))(x))
+    return nn.Conv(self.width, (1, 1), name="proj", dtype=self.dtype,
+                   kernel_init=nn.with_logical_partitioning(
+                       nn.initializers.lecun_normal(), (None, None, None, "embed")),
+                   bias_init=transformer.bias_init(("embed",)))(x)
+
+
 class ViT(nn.Module):
   """image [B, H, W, 3] in [-1, 1] -> (tokens [B, N, D] after encoder_norm, out).
 
@@ -105,15 +146,21 @@ class ViT(nn.Module):
   elip_layers: Tuple[int, ...] = ()
   elip_keep: Tuple[float, ...] = ()
   mask_token: bool = False
+  stem: str = "patch"
 
   @nn.compact
   def __call__(self, image, train=False, text_guide=None, text_mask=None, patch_mask=None):
     p = self.patch_size
-    x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", name="embedding",
-                dtype=self.dtype,
-                kernel_init=nn.with_logical_partitioning(
-                    nn.initializers.lecun_normal(), (None, None, None, "embed")),
-                bias_init=transformer.bias_init(("embed",)))(image.astype(self.dtype))
+    if self.stem == "conv":
+      x = ConvStem(self.width, p, self.dtype, name="stem")(image.astype(self.dtype))
+    elif self.stem == "patch":
+      x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", name="embedding",
+                  dtype=self.dtype,
+                  kernel_init=nn.with_logical_partitioning(
+                      nn.initializers.lecun_normal(), (None, None, None, "embed")),
+                  bias_init=transformer.bias_init(("embed",)))(image.astype(self.dtype))
+    else:
+      raise ValueError(f"config.model.vision.stem={self.stem!r}: choose from {STEMS}")
     b, h, w, d = x.shape
     x = x.reshape(b, h * w, d)
     if self.posemb == "learn":
