@@ -7,9 +7,11 @@ checkpoint (configs/finetune_vqa.py:demo) and read the VQA accuracy on shapes:va
 fine-tuning run's final evaluation.
 
 Sizes (`Size`; every figure can be overridden by a flag, see `add_flags`):
-  bench  the demo model exactly as configs/pretrain.py:demo defines it when the script
-         runs, trained for BENCH_PRETRAIN_STEPS + BENCH_FINETUNE_STEPS steps (the demo
-         configs train 1000 + 1500): ~2.8 min a run on 2 idle CPU cores (concat
+  bench  the demo model as configs/pretrain.py:demo defines it when the script runs,
+         but with the vision stem of --stem (default `patch`, the paper's linear patch
+         embedding, with which the README's Results were measured; the demo itself now
+         uses `conv`), trained for BENCH_PRETRAIN_STEPS + BENCH_FINETUNE_STEPS steps (the
+         demo configs train 1000 + 3000): ~2.8 min a run on 2 idle CPU cores (concat
          fusion ~15% more), so that 3 settings x 3 seeds fit in half an hour.
   quick  QUICK_MODEL, a few steps, a few eval examples: checks the whole chain runs
          (the accuracies mean nothing).
@@ -33,6 +35,7 @@ from configs import finetune_vqa, pretrain  # noqa: E402
 from jarl import flops, losses, metrics_writer, train, vicha_losses  # noqa: E402
 from jarl import train_step as train_step_lib  # noqa: E402
 from jarl.models import model as model_lib  # noqa: E402
+from jarl.models.vit import STEMS  # noqa: E402
 
 # One bench run (jarl, seed 0, 400 + 600 steps) took 181 s + 232 s with three other
 # training jobs on the 2 cores, ~2.2x slower than idle (pretraining 80 vs 188 examples/s):
@@ -63,6 +66,7 @@ class Size:
   pretrain_steps: int
   finetune_steps: int
   eval_examples: int  # per evaluation split
+  stem: str = "patch"  # config.model.vision.stem of every run
 
   @property
   def name(self) -> str:
@@ -70,7 +74,8 @@ class Size:
 
 
 def add_flags(parser, default_seeds="0,1,2"):
-  """--quick, --seeds, --pretrain_steps, --finetune_steps, --eval_examples, --workdir."""
+  """--quick, --seeds, --pretrain_steps, --finetune_steps, --eval_examples, --stem,
+  --workdir."""
   parser.add_argument("--quick", action="store_true", help="tiny model, 1 seed, few steps")
   parser.add_argument("--seeds", default=None,
                       help=f"comma-separated (default {default_seeds}; quick 0)")
@@ -81,6 +86,9 @@ def add_flags(parser, default_seeds="0,1,2"):
   parser.add_argument("--eval_examples", type=int, default=None,
                       help=f"per split; default {BENCH_EVAL_EXAMPLES} "
                       f"(quick {QUICK_EVAL_EXAMPLES})")
+  parser.add_argument("--stem", default="patch", choices=STEMS,
+                      help="config.model.vision.stem of every run (the demo uses conv; the "
+                      "README's Results were measured with patch)")
   parser.add_argument("--workdir", default=None, help="default: a fresh temporary folder")
   parser.set_defaults(default_seeds=default_seeds)
 
@@ -101,7 +109,8 @@ def from_args(args, prefix: str):
       pretrain_steps=args.pretrain_steps or (QUICK_STEPS if args.quick else BENCH_PRETRAIN_STEPS),
       finetune_steps=args.finetune_steps or (QUICK_STEPS if args.quick else BENCH_FINETUNE_STEPS),
       eval_examples=args.eval_examples or (QUICK_EVAL_EXAMPLES if args.quick
-                                           else BENCH_EVAL_EXAMPLES))
+                                           else BENCH_EVAL_EXAMPLES),
+      stem=args.stem)
   seeds = [int(s) for s in (args.seeds or ("0" if args.quick else args.default_seeds)).split(",")]
   root = args.workdir or tempfile.mkdtemp(prefix=f"jarl_{prefix}_")
   return size, seeds, root
@@ -120,6 +129,7 @@ def configure(config, model: dict, *, size: Size, seed: int, steps: int):
     config.data.update(image_size=32, text_len=16, target_len=16)
     config.global_batch_size = 8
     config.log_every_steps = steps
+  config.model.vision.stem = size.stem
   apply_model(config.model, model)
   config.seed = seed
   config.total_steps = steps
