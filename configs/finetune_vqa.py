@@ -36,7 +36,7 @@ def get_config(arg=None):
       # From configs/pretrain.py:demo's 1000-step checkpoint, val / heldout VQA accuracy.
       # Patch stem, 1500 steps: lr 5e-4 66.4% / 57.3%, 1e-3 63.8% / 61.9%; 4000 steps at
       # 5e-4 72.0% / 61.4%; 3000 at 2e-3 59.5% / 54.2%. Conv stem (the demo's now), 3000
-      # steps at 5e-4: 1500 -> 69.6% / 66.0%, 2500 -> 77.1% / 67.1% (still rising).
+      # steps at 5e-4: 1500 -> 69.6% / 66.0%, 3000 -> 77.8% / 68.6% (README "Downstream").
       demo=dict(total_steps=3000, learning_rate=5e-4, warmup_steps=100, batch_size=32,
                 eval_every=1000, max_decode_len=8),
       full=dict(train="tfds:jarl_vqav2:train", evals={"val": "tfds:jarl_vqav2:validation"},
