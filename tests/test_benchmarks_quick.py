@@ -150,3 +150,14 @@ def test_method_comparison_quick(tmp_path):
   # The ViCHA pretraining run logged its per-loss metrics.
   records = train_fixtures.read_metrics(tmp_path / "jarl_vicha_seed0_pre")
   assert any("train/loss_contrastive" in r and "train/loss_mim" in r for r in records)
+
+
+@pytest.mark.slow  # not ci: four small models compiled and trained, ~1 min idle
+def test_shape_learning_quick():
+  result = run_quick("shape_learning.py", "--fusions=jarl,concat")
+  assert result["steps"] == 4 and set(result["accuracy"]) == {"pooled", "jarl", "concat"}
+  for name, acc in result["accuracy"].items():
+    assert 0.0 <= acc <= 1.0, name
+  if result["accuracy"]["pooled"] > 0:
+    assert result["jarl_over_pooled"] == pytest.approx(
+        result["accuracy"]["jarl"] / result["accuracy"]["pooled"])

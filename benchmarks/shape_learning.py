@@ -1,0 +1,198 @@
+r"""How fast the demo's vision tower learns to tell shapes apart, by supervision path.
+
+    python benchmarks/shape_learning.py                   # demo model, 600 steps (~4 min)
+    python benchmarks/shape_learning.py --fusions=jarl,concat,cross_attention
+    python benchmarks/shape_learning.py --quick           # tiny model, a few steps
+
+The task: count each shape of a `shapes` scene (circles, squares, triangles, diamonds;
+0-6 each). It needs shape identity and nothing else (no binding, no relations), the skill
+the fine-tuned demo lacks (README "Downstream"). Both arms start from the same freshly
+initialised ViT of configs/pretrain.py:demo and train with the demo's optimizer settings
+on the same images:
+  pooled    ViT -> mean over the patch tokens -> one linear 7-way head per shape;
+  <fusion>  the whole JARL model (towers, that fusion, decoder): the encoder text asks
+            "how many circles squares triangles diamonds", the target is the four count
+            words ("one zero two zero"), token cross-entropy as in pretraining.
+Accuracy: the fraction of (validation scene, shape) counts exactly right (the decoder
+arms: every piece of the count word right under teacher forcing).
+
+Prints the accuracies every --eval_every steps and, as the last line, one JSON object
+with the final accuracies and `<fusion>_over_pooled`, each arm's accuracy / pooled's.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from configs import pretrain  # noqa: E402
+from jarl.data import shapes, tokenizer  # noqa: E402
+from jarl.models import model as model_lib  # noqa: E402
+
+QUESTION = "how many " + " ".join(s + "s" for s in shapes.SHAPES)
+MAX_COUNT = len(shapes.NUMBERS)  # 0..6
+QUICK_MODEL = dict(
+    vision=dict(width=32, depth=2, mlp_dim=64, num_heads=2),
+    text=dict(width=32, depth=1, mlp_dim=64, num_heads=2),
+    fusion=dict(width=32, num_heads=2, mlp_dim=64, num_tokens=4, vision_taps=(1, 2),
+                text_taps=(1, 1)),
+    decoder=dict(width=32, depth=1, num_heads=2, mlp_dim=64))
+
+
+def scene_counts(split: str, index: int) -> np.ndarray:
+  """[4] int: how many of each shape (SHAPES order) scene `index` holds."""
+  objs = shapes.sample_scene(split, index)
+  return np.array([sum(o.shape == s for o in objs) for s in shapes.SHAPES], np.int32)
+
+
+class Data:
+  """Images, counts and tokenised text for scenes [start, start + n) of a split."""
+
+  def __init__(self, tok, config, split: str, start: int, n: int):
+    size, text_len, target_len = (config.data.image_size, config.model.text.max_len,
+                                  config.model.decoder.max_len)
+    self.image = np.stack([shapes.example(split, i, size)["image"]
+                           for i in range(start, start + n)]).astype(np.float32) * (2 / 255) - 1
+    self.counts = np.stack([scene_counts(split, i) for i in range(start, start + n)])
+    self.text = np.tile(tok.encode_fixed(QUESTION, text_len, add_eos=False)[0], (n, 1))
+    self.target = np.stack([tok.encode_fixed(" ".join(shapes.NUMBERS[c] for c in row),
+                                             target_len, add_eos=True)[0]
+                            for row in self.counts])
+    # [n, 4, target_len] bool: which target positions hold each shape's count word.
+    self.word_mask = np.zeros(self.counts.shape + (target_len,), bool)
+    for k, row in enumerate(self.counts):
+      pos = 0
+      for j, c in enumerate(row):
+        width = len(tok.encode(shapes.NUMBERS[c]))
+        self.word_mask[k, j, pos:pos + width] = True
+        pos += width
+      if self.target[k, pos] != tok.eos_id:  # the words' pieces must tile the target
+        raise ValueError(f"tokenizer {config.data.tokenizer}: the count words of {row} do "
+                         f"not encode to their pieces one after another")
+
+
+def train_arm(name, model, params, loss_fn, correct_fn, args, tok, config, val, log):
+  """Trains `params` on fresh train scenes; returns the validation accuracy at the end."""
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0, config.optimizer.learning_rate, min(config.optimizer.warmup_steps, args.steps // 2),
+      args.steps)
+  opt = optax.chain(optax.clip_by_global_norm(config.optimizer.clip_norm),
+                    optax.adamw(schedule, b1=config.optimizer.b1, b2=config.optimizer.b2,
+                                weight_decay=config.optimizer.weight_decay))
+  state = opt.init(params)
+
+  @jax.jit
+  def step(params, state, batch):
+    loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+    updates, state = opt.update(grads, state, params)
+    return optax.apply_updates(params, updates), state, loss
+
+  accuracy = jax.jit(correct_fn)
+  start, acc = time.time(), 0.0
+  for s in range(args.steps):
+    batch = Data(tok, config, "train", s * args.batch_size, args.batch_size).__dict__
+    params, state, loss = step(params, state, {k: jnp.asarray(v) for k, v in batch.items()})
+    if (s + 1) % args.eval_every == 0 or s + 1 == args.steps:
+      acc = float(accuracy(params, {k: jnp.asarray(v) for k, v in val.__dict__.items()}))
+      log(f"{name:16s} step {s + 1:5d} loss {float(loss):.3f} count accuracy {acc:.3f} "
+          f"({time.time() - start:.0f} s)")
+  return acc
+
+
+def pooled_arm(model, init_params):
+  """ViT -> mean of the top tokens -> [4, 7] logits; returns (params, loss, correct)."""
+  head = nn.Dense(len(shapes.SHAPES) * MAX_COUNT)
+  width = model.vision_config["width"]
+  params = dict(vision=init_params["vision"],
+                head=head.init(jax.random.key(1), jnp.zeros((1, width)))["params"])
+
+  def logits(p, image):
+    top, _ = model.apply({"params": {"vision": p["vision"]}}, image,
+                         method=lambda m, x: m.vision(x))
+    return head.apply({"params": p["head"]}, top.mean(1)).reshape(
+        -1, len(shapes.SHAPES), MAX_COUNT)
+
+  def loss(p, b):
+    return optax.softmax_cross_entropy_with_integer_labels(logits(p, b["image"]),
+                                                           b["counts"]).mean()
+
+  def correct(p, b):
+    return (logits(p, b["image"]).argmax(-1) == b["counts"]).mean()
+
+  return params, loss, correct
+
+
+def decoder_arm(model, params):
+  """The whole model, teacher-forced on the count words; returns (params, loss, correct)."""
+  def logits(p, b):
+    return model.apply({"params": p}, b["image"], b["text"], b["target"])[0]
+
+  def loss(p, b):
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits(p, b), b["target"])
+    real = b["target"] != 0
+    return (nll * real).sum() / real.sum()
+
+  def correct(p, b):
+    right = logits(p, b).argmax(-1) == b["target"]  # [n, L]
+    # A count word is right when all its pieces are: no wrong piece inside its mask.
+    return (~(b["word_mask"] & ~right[:, None, :]).any(-1)).mean()
+
+  return params, loss, correct
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--fusions", default="jarl", help="comma-separated fusion types "
+                      f"for the decoder arms, from {model_lib.FUSION_TYPES}")
+  parser.add_argument("--steps", type=int, default=600)
+  parser.add_argument("--batch_size", type=int, default=32)
+  parser.add_argument("--eval_every", type=int, default=100)
+  parser.add_argument("--eval_scenes", type=int, default=256)
+  parser.add_argument("--stem", default=None, help="vision stem (default: the demo's)")
+  parser.add_argument("--quick", action="store_true", help="tiny model, 4 steps")
+  args = parser.parse_args()
+  fusions = [f for f in args.fusions.split(",") if f]
+  for f in fusions:
+    if f not in model_lib.FUSION_TYPES:
+      parser.error(f"--fusions: unknown fusion {f!r}; choose from {model_lib.FUSION_TYPES}")
+  if args.steps < 2 or args.eval_every < 1 or args.eval_scenes < 1 or args.batch_size < 1:
+    parser.error("--steps must be >= 2 and --eval_every, --eval_scenes, --batch_size >= 1")
+  if args.quick:
+    args.steps, args.eval_every, args.eval_scenes, args.batch_size = 4, 2, 16, 8
+
+  config = pretrain.get_config("demo")
+  if args.quick:
+    for part, values in QUICK_MODEL.items():
+      config.model[part].update(values)
+  if args.stem:
+    config.model.vision.stem = args.stem
+  tok = tokenizer.load(config.data.tokenizer)
+  val = Data(tok, config, "validation", 0, args.eval_scenes)
+  log = lambda line: print(line, flush=True)  # noqa: E731
+  results = {}
+  for name in ["pooled"] + fusions:
+    config.model.fusion.type = "jarl" if name == "pooled" else name
+    model = model_lib.build(config.model)
+    d = model_lib.dummy_batch(config.model, 1)
+    # Same seed for every arm: the pooled arm's ViT starts where the others' do.
+    params = nn.unbox(model.init(jax.random.key(config.seed), d["image"], d["text"],
+                                 d["target"])["params"])
+    arm = pooled_arm if name == "pooled" else decoder_arm
+    results[name] = train_arm(name, model, *arm(model, params), args, tok, config, val, log)
+  summary = dict(steps=args.steps, batch_size=args.batch_size, eval_scenes=args.eval_scenes,
+                 stem=config.model.vision.stem, accuracy=results)
+  summary.update({f"{f}_over_pooled": results[f] / max(results["pooled"], 1e-9)
+                  for f in fusions})
+  print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+  main()
