@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from configs import pretrain  # noqa: E402
-from jarl.data import shapes, tokenizer  # noqa: E402
+from jarl.data import pipeline, shapes, tokenizer  # noqa: E402
 from jarl.models import model as model_lib  # noqa: E402
 
 QUESTION = "how many " + " ".join(s + "s" for s in shapes.SHAPES)
@@ -53,30 +53,29 @@ def scene_counts(split: str, index: int) -> np.ndarray:
   return np.array([sum(o.shape == s for o in objs) for s in shapes.SHAPES], np.int32)
 
 
-class Data:
-  """Images, counts and tokenised text for scenes [start, start + n) of a split."""
-
-  def __init__(self, tok, config, split: str, start: int, n: int):
-    size, text_len, target_len = (config.data.image_size, config.model.text.max_len,
-                                  config.model.decoder.max_len)
-    self.image = np.stack([shapes.example(split, i, size)["image"]
-                           for i in range(start, start + n)]).astype(np.float32) * (2 / 255) - 1
-    self.counts = np.stack([scene_counts(split, i) for i in range(start, start + n)])
-    self.text = np.tile(tok.encode_fixed(QUESTION, text_len, add_eos=False)[0], (n, 1))
-    self.target = np.stack([tok.encode_fixed(" ".join(shapes.NUMBERS[c] for c in row),
-                                             target_len, add_eos=True)[0]
-                            for row in self.counts])
-    # [n, 4, target_len] bool: which target positions hold each shape's count word.
-    self.word_mask = np.zeros(self.counts.shape + (target_len,), bool)
-    for k, row in enumerate(self.counts):
-      pos = 0
-      for j, c in enumerate(row):
-        width = len(tok.encode(shapes.NUMBERS[c]))
-        self.word_mask[k, j, pos:pos + width] = True
-        pos += width
-      if self.target[k, pos] != tok.eos_id:  # the words' pieces must tile the target
-        raise ValueError(f"tokenizer {config.data.tokenizer}: the count words of {row} do "
-                         f"not encode to their pieces one after another")
+def make_batch(tok, config, split: str, start: int, n: int) -> dict:
+  """Images, counts, tokenised text and count-word masks of scenes [start, start + n)."""
+  size, text_len, target_len = (config.data.image_size, config.model.text.max_len,
+                                config.model.decoder.max_len)
+  image = np.stack([pipeline.preprocess_image(shapes.example(split, i, size)["image"], size,
+                                              None)[0] for i in range(start, start + n)])
+  counts = np.stack([scene_counts(split, i) for i in range(start, start + n)])
+  text = np.tile(tok.encode_fixed(QUESTION, text_len, add_eos=False)[0], (n, 1))
+  target = np.stack([tok.encode_fixed(" ".join(shapes.NUMBERS[c] for c in row), target_len,
+                                      add_eos=True)[0] for row in counts])
+  # [n, 4, target_len] bool: which target positions hold each shape's count word.
+  word_mask = np.zeros(counts.shape + (target_len,), bool)
+  for k, row in enumerate(counts):
+    pos = 0
+    for j, c in enumerate(row):
+      width = len(tok.encode(shapes.NUMBERS[c]))
+      word_mask[k, j, pos:pos + width] = True
+      pos += width
+    if target[k, pos] != tok.eos_id:  # the words' pieces must tile the target
+      raise ValueError(f"tokenizer {config.data.tokenizer}: the count words of {row} do "
+                       f"not encode to their pieces one after another")
+  return {name: jnp.asarray(v) for name, v in dict(
+      image=image, counts=counts, text=text, target=target, word_mask=word_mask).items()}
 
 
 def train_arm(name, model, params, loss_fn, correct_fn, args, tok, config, val, log):
@@ -98,10 +97,10 @@ def train_arm(name, model, params, loss_fn, correct_fn, args, tok, config, val, 
   accuracy = jax.jit(correct_fn)
   start, acc = time.time(), 0.0
   for s in range(args.steps):
-    batch = Data(tok, config, "train", s * args.batch_size, args.batch_size).__dict__
-    params, state, loss = step(params, state, {k: jnp.asarray(v) for k, v in batch.items()})
+    batch = make_batch(tok, config, "train", s * args.batch_size, args.batch_size)
+    params, state, loss = step(params, state, batch)
     if (s + 1) % args.eval_every == 0 or s + 1 == args.steps:
-      acc = float(accuracy(params, {k: jnp.asarray(v) for k, v in val.__dict__.items()}))
+      acc = float(accuracy(params, val))
       log(f"{name:16s} step {s + 1:5d} loss {float(loss):.3f} count accuracy {acc:.3f} "
           f"({time.time() - start:.0f} s)")
   return acc
@@ -175,7 +174,7 @@ def main():
   if args.stem:
     config.model.vision.stem = args.stem
   tok = tokenizer.load(config.data.tokenizer)
-  val = Data(tok, config, "validation", 0, args.eval_scenes)
+  val = make_batch(tok, config, "validation", 0, args.eval_scenes)
   log = lambda line: print(line, flush=True)  # noqa: E731
   results = {}
   for name in ["pooled"] + fusions:
