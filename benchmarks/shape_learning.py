@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from configs import pretrain  # noqa: E402
+from jarl import losses, optim  # noqa: E402
 from jarl.data import pipeline, shapes, tokenizer  # noqa: E402
 from jarl.models import model as model_lib  # noqa: E402
 
@@ -78,14 +79,11 @@ def make_batch(tok, config, split: str, start: int, n: int) -> dict:
       image=image, counts=counts, text=text, target=target, word_mask=word_mask).items()}
 
 
-def train_arm(name, model, params, loss_fn, correct_fn, args, tok, config, val, log):
+def train_arm(name, params, loss_fn, correct_fn, args, tok, config, val):
   """Trains `params` on fresh train scenes; returns the validation accuracy at the end."""
-  schedule = optax.warmup_cosine_decay_schedule(
-      0.0, config.optimizer.learning_rate, min(config.optimizer.warmup_steps, args.steps // 2),
-      args.steps)
-  opt = optax.chain(optax.clip_by_global_norm(config.optimizer.clip_norm),
-                    optax.adamw(schedule, b1=config.optimizer.b1, b2=config.optimizer.b2,
-                                weight_decay=config.optimizer.weight_decay))
+  # The demo's own optimizer: warmup + cosine, AdamW on kernels only, gradient clipping.
+  opt = optim.make_optimizer(config.optimizer,
+                             optim.learning_rate_schedule(config.optimizer, args.steps))
   state = opt.init(params)
 
   @jax.jit
@@ -101,8 +99,8 @@ def train_arm(name, model, params, loss_fn, correct_fn, args, tok, config, val, 
     params, state, loss = step(params, state, batch)
     if (s + 1) % args.eval_every == 0 or s + 1 == args.steps:
       acc = float(accuracy(params, val))
-      log(f"{name:16s} step {s + 1:5d} loss {float(loss):.3f} count accuracy {acc:.3f} "
-          f"({time.time() - start:.0f} s)")
+      print(f"{name:16s} step {s + 1:5d} loss {float(loss):.3f} count accuracy {acc:.3f} "
+          f"({time.time() - start:.0f} s)", flush=True)
   return acc
 
 
@@ -135,9 +133,9 @@ def decoder_arm(model, params):
     return model.apply({"params": p}, b["image"], b["text"], b["target"])[0]
 
   def loss(p, b):
-    nll = optax.softmax_cross_entropy_with_integer_labels(logits(p, b), b["target"])
-    real = b["target"] != 0
-    return (nll * real).sum() / real.sum()
+    nll, tokens = losses.token_cross_entropy(logits(p, b), b["target"],
+                                             jnp.ones(b["target"].shape[:1], bool))
+    return nll.sum() / tokens.sum()
 
   def correct(p, b):
     right = logits(p, b).argmax(-1) == b["target"]  # [n, L]
@@ -162,8 +160,8 @@ def main():
   for f in fusions:
     if f not in model_lib.FUSION_TYPES:
       parser.error(f"--fusions: unknown fusion {f!r}; choose from {model_lib.FUSION_TYPES}")
-  if args.steps < 2 or args.eval_every < 1 or args.eval_scenes < 1 or args.batch_size < 1:
-    parser.error("--steps must be >= 2 and --eval_every, --eval_scenes, --batch_size >= 1")
+  if min(args.steps, args.eval_every, args.eval_scenes, args.batch_size) < 1:
+    parser.error("--steps, --eval_every, --eval_scenes and --batch_size must be >= 1")
   if args.quick:
     args.steps, args.eval_every, args.eval_scenes, args.batch_size = 4, 2, 16, 8
 
@@ -175,7 +173,6 @@ def main():
     config.model.vision.stem = args.stem
   tok = tokenizer.load(config.data.tokenizer)
   val = make_batch(tok, config, "validation", 0, args.eval_scenes)
-  log = lambda line: print(line, flush=True)  # noqa: E731
   results = {}
   for name in ["pooled"] + fusions:
     config.model.fusion.type = "jarl" if name == "pooled" else name
@@ -185,7 +182,7 @@ def main():
     params = nn.unbox(model.init(jax.random.key(config.seed), d["image"], d["text"],
                                  d["target"])["params"])
     arm = pooled_arm if name == "pooled" else decoder_arm
-    results[name] = train_arm(name, model, *arm(model, params), args, tok, config, val, log)
+    results[name] = train_arm(name, *arm(model, params), args, tok, config, val)
   summary = dict(steps=args.steps, batch_size=args.batch_size, eval_scenes=args.eval_scenes,
                  stem=config.model.vision.stem, accuracy=results)
   summary.update({f"{f}_over_pooled": results[f] / max(results["pooled"], 1e-9)
