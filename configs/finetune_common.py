@@ -41,6 +41,11 @@ def make(task: str, variant: str, *, variants: tuple, demo: dict, full: dict):
   c.data.sources = [dict(name=task, source="shapes:train" if is_demo else s["train"],
                          task=task, weight=1.0)]
   c.data.sampling.policy = "static"  # one source: nothing to adapt
+  # Pretraining's tagging loss stays off: a task's target (an answer, a label) names only
+  # part of what the image shows. The model keeps its tag head (config.model.num_tags),
+  # so pretraining checkpoints load leaf for leaf; nothing trains or reads it.
+  c.data.tags = ()
+  c.losses.tag_weight = 0.0
   c.global_batch_size = s["batch_size"]
   c.total_steps = s["total_steps"]
   c.optimizer.learning_rate = s["learning_rate"]

@@ -63,6 +63,9 @@ def _model(variant):
   # pixels regressed from its top features (one more vision forward/backward per step).
   m.vicha = ml_collections.ConfigDict(dict(
       contrastive_depths=(), embed_dim=256, temperature_init=0.07, mim_ratio=0.0))
+  # Image tagging head (jarl/models/tagging.py, our addition after Tag2Text): one logit per
+  # word of config.data.tags; 0 = no head. Weight in config.losses.tag_weight.
+  m.num_tags = 0
   m.vocab_size = 32_000
   m.dtype = "float32"  # compute dtype; params stay float32. `bfloat16` on TPU/GPU.
 
@@ -121,6 +124,9 @@ def _data(variant):
   # --concepts_field) to the encoder text after " ; ". Records without the field are
   # skipped as missing_field.
   d.visual_concepts = False
+  # Tag words for the tagging loss: each training example is labelled with the ones its
+  # target text names (whole words, plural "s"/"es" too); () = none.
+  d.tags = ()
   d.augment = True  # random crop (>= 90% per side) + mirror with left/right swapped in text
   d.sampling = ml_collections.ConfigDict(dict(
       policy="loss",        # static | loss | learning_progress
@@ -167,7 +173,7 @@ def get_config(arg=None):
   # head in config.model.vicha. contrastive_depth_weights: one weight per
   # contrastive_depths pair, () = all 1. Logged as train/loss_decoder, train/loss_<aux>.
   c.losses = ml_collections.ConfigDict(dict(
-      contrastive_weight=0.0, contrastive_depth_weights=(), mim_weight=0.0))
+      contrastive_weight=0.0, contrastive_depth_weights=(), mim_weight=0.0, tag_weight=0.0))
 
   c.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=1e-3, warmup_steps=100 if demo else 10_000,

@@ -32,7 +32,7 @@ from jarl.models import model as model_lib
 
 
 # What the train step consumes of a pipeline batch; anything else stays on the host.
-BATCH_KEYS = ("image", "text", "target", "dataset_id", "mask")
+BATCH_KEYS = ("image", "text", "target", "dataset_id", "mask", "tags")  # tags: when configured
 # The run's config beside its checkpoints, so `jarl.predict` needs only the workdir.
 CONFIG_FILE = "config.json"
 
@@ -230,7 +230,7 @@ def _train_loop(config, state, start_step, local_batch, compiled, train_data, ck
       local_batch = next(train_data)
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       state, metrics = compiled(state, sharding.global_batch(
-          {k: local_batch[k] for k in BATCH_KEYS}, batch_sharding))
+          {k: local_batch[k] for k in BATCH_KEYS if k in local_batch}, batch_sharding))
     if bool(metrics["finite"]):
       per_example = sharding.local_rows(metrics["per_example_loss"])
       train_data.update(dataset_id=local_batch["dataset_id"], loss=per_example, step=step)

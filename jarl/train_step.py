@@ -36,8 +36,10 @@ def aux_loss_weights(config) -> dict:
   """{name: weight} of the auxiliary losses switched on (weight > 0) in config.losses.
 
   contrastive: ViCHA hierarchical alignment (needs config.model.vicha.contrastive_depths);
-  mim: masked image modelling (needs config.model.vicha.mim_ratio > 0). Empty when all
-  are off: the train step is then exactly the plain decoder-loss step.
+  mim: masked image modelling (needs config.model.vicha.mim_ratio > 0);
+  tags: image tagging (needs config.model.num_tags = len(config.data.tags) > 0; the
+  batch then carries `tags`). Empty when all are off: the train step is then exactly
+  the plain decoder-loss step.
   """
   lc = config.get("losses", None) or {}
   vc = config.model.get("vicha", None) or {}
@@ -46,7 +48,9 @@ def aux_loss_weights(config) -> dict:
       ("contrastive", "contrastive_weight", "config.model.vicha.contrastive_depths",
        bool(tuple(vc.get("contrastive_depths", ())))),
       ("mim", "mim_weight", "config.model.vicha.mim_ratio > 0",
-       float(vc.get("mim_ratio", 0.0)) > 0)):
+       float(vc.get("mim_ratio", 0.0)) > 0),
+      ("tags", "tag_weight", "config.model.num_tags > 0",
+       int(config.model.get("num_tags", 0)) > 0)):
     w = float(lc.get(key, 0.0))
     if w < 0:
       raise ValueError(f"config.losses.{key}={w}: must be >= 0")
@@ -54,6 +58,12 @@ def aux_loss_weights(config) -> dict:
       raise ValueError(f"config.losses.{key}={w} needs {needs}; the model has no such output")
     if w > 0:
       weights[name] = w
+  if "tags" in weights:
+    data_tags = tuple((config.get("data", None) or {}).get("tags", ()))
+    if len(data_tags) != int(config.model.num_tags):
+      raise ValueError(f"config.losses.tag_weight={weights['tags']}: config.model.num_tags="
+                       f"{config.model.num_tags} must equal the length of config.data.tags="
+                       f"{data_tags} (the head has one logit per tag)")
   return weights
 
 
@@ -70,8 +80,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   """Returns `train_step(state, batch) -> (state, metrics)`.
 
   batch: image [B,H,W,3] f32, text [B,Lt] i32, target [B,Ld] i32, dataset_id [B] i32,
-  mask [B] bool. metrics: loss [] (token mean over the batch), per_example_loss [B] and
-  dataset_id [B] (for the adaptive sampler), grad_norm, param_norm, learning_rate,
+  mask [B] bool, and with the tagging loss on tags [B,T] f32. metrics: loss [] (token
+  mean over the batch), per_example_loss [B] and dataset_id [B] (for the adaptive
+  sampler), grad_norm, param_norm, learning_rate,
   finite (bool: loss and gradients are finite; with `config.skip_nonfinite` a
   non-finite update is dropped). With auxiliary losses on (`aux_loss_weights`), loss is
   the decoder loss + sum of weight * aux loss, and loss_<name> for each of `loss_terms`
@@ -105,6 +116,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
                                                                  depth_weights)
     if "mim" in aux_weights:
       aux["mim"] = vicha_losses.masked_image_modelling(out, batch["mask"])
+    if "tags" in aux_weights:
+      aux["tags"] = losses.tag_cross_entropy(out["tag_logits"], batch["tags"], batch["mask"])
     aux_sums = {name: tokens * value for name, value in aux.items()}
     objective = jnp.sum(loss_sum) + sum(aux_weights[n] * v for n, v in aux_sums.items())
     return objective, (loss_sum, count, aux_sums)

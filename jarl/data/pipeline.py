@@ -21,6 +21,9 @@ Batches (per process, B = global_batch_size // process_count):
     target     int32   [B, target_len]            decoder ids ending with eos, 0-padded
     dataset_id int32   [B]                        index into config.data.sources (eval: 0)
     mask       bool    [B]                        False on eval padding rows
+    tags       float32 [B, T]                     training only, when config.data.tags
+                                                  lists T words: 1 where the target
+                                                  text names that tag (`tags_in`)
     answers    object  [B]                        eval batches only: list[str] references
                                                   (vqa: the annotators' answers; caption:
                                                   every caption of the image; entailment:
@@ -100,12 +103,13 @@ class Prepare:
 
   def __init__(self, task: str, tokenizer_spec: str, *, image_size: int, text_len: int,
                target_len: int, augment: bool, keep_answers: bool = False, where: str = "task",
-               visual_concepts: bool = False):
+               visual_concepts: bool = False, tags: tuple = ()):
     self.task, self.task_fn = task, tasks.get(task, where)
     self.tokenizer_spec, self.image_size = tokenizer_spec, image_size
     self.text_len, self.target_len = text_len, target_len
     self.augment, self.keep_answers = augment, keep_answers
     self.visual_concepts = visual_concepts
+    self.tags = tuple(tags)
     self._tok = None
 
   def __getstate__(self):
@@ -117,6 +121,8 @@ class Prepare:
                target=np.zeros([self.target_len], np.int32),
                skip=np.int32(1 + SKIP_REASONS.index(reason)), truncated=False,
                index=np.int64(index))
+    if self.tags:
+      out["tags"] = np.zeros([len(self.tags)], np.float32)
     if self.keep_answers:
       out["answers"] = []
     return out
@@ -147,12 +153,25 @@ class Prepare:
     target_ids, t2 = self._tok.encode_fixed(target, self.target_len, add_eos=True)
     out = dict(image=image, text=text_ids, target=target_ids, skip=np.int32(0),
                truncated=t1 or t2, index=np.int64(index))
+    if self.tags:
+      out["tags"] = tags_in(target, self.tags)
     if self.keep_answers:
       refs = ex["answers"]
       if self.task == "caption":  # CIDEr/BLEU compare with every caption of the image
         refs = [c for c in (" ".join(str(c).split()) for c in raw["captions"]) if c]
       out["answers"] = [_swap_left_right(a) for a in refs] if flipped else refs
     return out
+
+
+def tags_in(text: str, tags: tuple) -> np.ndarray:
+  """float32 [len(tags)]: 1 where `text` holds the tag word, alone or with a plural "s" /
+  "es" ("two red circles" names "circle"), case-insensitive; else 0.
+
+  Whole words only, so a tag never matches inside another word. This stands in for
+  Tag2Text's parser: enough for a tag list of nouns over simple captions.
+  """
+  words = set(re.findall(r"[a-z0-9]+", text.lower()))
+  return np.array([float(bool({t, t + "s", t + "es"} & words)) for t in tags], np.float32)
 
 
 def _source_for(data_config, spec: str, where: str):
@@ -165,7 +184,19 @@ def _prepare_for(data_config, task: str, *, train: bool, where: str, keep_answer
                  text_len=data_config.text_len, target_len=data_config.target_len,
                  augment=train and bool(data_config.get("augment", False)),
                  keep_answers=keep_answers, where=where,
-                 visual_concepts=bool(data_config.get("visual_concepts", False)))
+                 visual_concepts=bool(data_config.get("visual_concepts", False)),
+                 tags=_tags(data_config) if train else ())
+
+
+def _tags(data_config) -> tuple:
+  tags = tuple(str(t).strip().lower() for t in data_config.get("tags", ()))
+  for t in tags:
+    if not re.fullmatch(r"[a-z0-9]+", t):
+      raise ValueError(f"config.data.tags={tags}: tag {t!r} is not one word of letters "
+                       f"and digits (tags match whole words of the target text)")
+  if len(set(tags)) != len(tags):
+    raise ValueError(f"config.data.tags={tags}: tags repeat")
+  return tags
 
 
 def _read_options(data_config):
@@ -297,9 +328,13 @@ class TrainData:
                  text=np.empty([b, self._cfg.text_len], np.int32),
                  target=np.empty([b, self._cfg.target_len], np.int32),
                  dataset_id=ids, mask=np.ones([b], bool))
+    keys = ["image", "text", "target"]
+    if self._cfg.get("tags", ()):
+      batch["tags"] = np.empty([b, len(self._cfg.tags)], np.float32)
+      keys.append("tags")
     for r, i in enumerate(ids):
       chunk, row = self._streams[i].next()
-      for key in ("image", "text", "target"):
+      for key in keys:
         batch[key][r] = chunk[key][row]
     return batch
 

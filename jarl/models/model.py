@@ -6,8 +6,9 @@
 image [B, H, W, 3] in [-1, 1]; text [B, Lt] int32 (0 = pad); target [B, Ld] int32, the
 decoder's target (shifted right inside, with 0 as the start token); logits [B, Ld, V].
 
-ViCHA's auxiliary-loss heads (`config.model.vicha`, see vicha.py) add entries to `out`
-only when switched on; with them off the model is exactly the plain one.
+ViCHA's auxiliary-loss heads (`config.model.vicha`, see vicha.py) and the tagging head
+(`config.model.num_tags`, see tagging.py) add entries to `out` only when switched on;
+with them off the model is exactly the plain one.
 """
 from typing import Any, Dict
 
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 
 from jarl.models import decoder as decoder_lib
 from jarl.models import fusion as fusion_lib
-from jarl.models import reducers, text as text_lib, transformer, vicha, vit
+from jarl.models import reducers, tagging, text as text_lib, transformer, vicha, vit
 
 FUSION_TYPES = ("jarl", "concat", "cross_attention")
 VISION_REDUCERS = ("none", "elip")  # token reducer inside the ViT (vit.py)
@@ -34,6 +35,7 @@ class Model(nn.Module):
   dtype: Any = jnp.float32
   # Resolved config.model.vicha (see `build`); None = all ViCHA options off.
   vicha_config: Any = None
+  num_tags: int = 0  # > 0: the image tagging head (tagging.py) with that many tags
 
   def setup(self):
     v, t, f = self.vision_config, self.text_config, self.fusion_config
@@ -65,6 +67,8 @@ class Model(nn.Module):
           self.vicha_config["temperature_init"])
     if self._mim_ratio > 0:
       self.mim_head = vicha.MimHead(v["patch_size"] ** 2 * 3, self.dtype)
+    if self.num_tags:
+      self.tag_head = tagging.TagHead(self.num_tags, self.dtype)
 
   @property
   def _contrastive_depths(self):
@@ -110,6 +114,9 @@ class Model(nn.Module):
       out.update(self._contrastive_outputs(vision_out, target, train))
     if self._mim_ratio > 0 and (train or self.is_initializing()):
       out.update(self._mim_outputs(image, train))
+    if self.num_tags:
+      out["tag_logits"] = self.tag_head(
+          vision_out[f"depth_{self.fusion_config['vision_taps'][-1]}"])
     return logits, out
 
   def _contrastive_outputs(self, vision_out, target, train):
@@ -247,7 +254,11 @@ def build(model_config) -> Model:
     raise ValueError(f"config.model.vicha.contrastive_depths runs the text tower over the "
                      f"decoder target: config.model.decoder.max_len={d['max_len']} must be <= "
                      f"config.model.text.max_len={text['max_len']}")
-  return Model(vision, text, f, d, int(c.vocab_size), DTYPES[c.dtype], vicha_config)
+  num_tags = int(c.get("num_tags", 0))
+  if num_tags < 0:
+    raise ValueError(f"config.model.num_tags={num_tags}: must be >= 0 (0 = no tagging head)")
+  return Model(vision, text, f, d, int(c.vocab_size), DTYPES[c.dtype], vicha_config,
+               num_tags)
 
 
 def _resolve_vicha(c, vision, text, f):
