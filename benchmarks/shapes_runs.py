@@ -67,6 +67,7 @@ class Size:
   finetune_steps: int
   eval_examples: int  # per evaluation split
   stem: str = "patch"  # config.model.vision.stem of every run
+  tags: bool = False  # the demo's image tagging loss (config.data.tags) in pretraining
 
   @property
   def name(self) -> str:
@@ -75,7 +76,7 @@ class Size:
 
 def add_flags(parser, default_seeds="0,1,2"):
   """--quick, --seeds, --pretrain_steps, --finetune_steps, --eval_examples, --stem,
-  --workdir."""
+  --tags, --workdir."""
   parser.add_argument("--quick", action="store_true", help="tiny model, 1 seed, few steps")
   parser.add_argument("--seeds", default=None,
                       help=f"comma-separated (default {default_seeds}; quick 0)")
@@ -89,6 +90,9 @@ def add_flags(parser, default_seeds="0,1,2"):
   parser.add_argument("--stem", default="patch", choices=STEMS,
                       help="config.model.vision.stem of every run (the demo uses conv; the "
                       "README's Results were measured with patch)")
+  parser.add_argument("--tags", action="store_true",
+                      help="pretrain with the demo's image tagging loss (off by default: the "
+                      "README's Results were measured before the demo had it)")
   parser.add_argument("--workdir", default=None, help="default: a fresh temporary folder")
   parser.set_defaults(default_seeds=default_seeds)
 
@@ -110,7 +114,7 @@ def from_args(args, prefix: str):
       finetune_steps=args.finetune_steps or (QUICK_STEPS if args.quick else BENCH_FINETUNE_STEPS),
       eval_examples=args.eval_examples or (QUICK_EVAL_EXAMPLES if args.quick
                                            else BENCH_EVAL_EXAMPLES),
-      stem=args.stem)
+      stem=args.stem, tags=args.tags)
   seeds = [int(s) for s in (args.seeds or ("0" if args.quick else args.default_seeds)).split(",")]
   root = args.workdir or tempfile.mkdtemp(prefix=f"jarl_{prefix}_")
   return size, seeds, root
@@ -130,6 +134,8 @@ def configure(config, model: dict, *, size: Size, seed: int, steps: int):
     config.global_batch_size = 8
     config.log_every_steps = steps
   config.model.vision.stem = size.stem
+  if not size.tags:
+    config.model.num_tags, config.data.tags, config.losses.tag_weight = 0, (), 0.0
   apply_model(config.model, model)
   config.seed = seed
   config.total_steps = steps

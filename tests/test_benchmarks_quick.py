@@ -161,3 +161,16 @@ def test_shape_learning_quick():
   if result["accuracy"]["pooled"] > 0:
     assert result["jarl_over_pooled"] == pytest.approx(
         result["accuracy"]["jarl"] / result["accuracy"]["pooled"])
+
+
+@pytest.mark.slow  # not ci: three small ViTs compiled and trained, ~1 min idle
+def test_tagging_objectives_quick():
+  result = run_quick("tagging_objectives.py")
+  assert result["steps"] == 4
+  assert set(result["shape_ranking"]) == {"shapes", "shapes_colours", "all_words"}
+  for name, score in result["shape_ranking"].items():
+    assert 0.0 <= score <= 1.0, name
+  assert result["num_tags"]["shapes"] == 4 and result["num_tags"]["shapes_colours"] == 10
+  assert result["num_tags"]["all_words"] > 10  # every caption word: colours, counts, ...
+  assert result["shapes_over_all_words"] == pytest.approx(
+      result["shape_ranking"]["shapes"] / result["shape_ranking"]["all_words"])

@@ -77,11 +77,16 @@ def _tiny(config, **overrides):
 @pytest.mark.ci
 def test_pretrain_then_finetune_vqa_then_predict(tmp_path):
   pre_dir, vqa_dir = str(tmp_path / "pre"), str(tmp_path / "vqa")
+  # As the demo: pretraining with its image tagging loss, fine-tuning without it.
+  tags = train_fixtures.pretrain.get_config("demo").data.tags
   pre = _tiny(train_fixtures.pretrain.get_config("demo"), total_steps=4, ckpt_every_steps=4,
-              evals={})
+              evals={}, **{"model.num_tags": len(tags), "data.tags": tags,
+                           "losses.tag_weight": 1.0})
   train.train_and_evaluate(pre, pre_dir)
+  assert all("train/loss_tags" in r for r in metrics_writer.read_jsonl(pre_dir)
+             if "train/loss" in r)
   ft = _tiny(_load("vqa").get_config("demo"), total_steps=4, ckpt_every_steps=4,
-             init_from=pre_dir)
+             init_from=pre_dir, **{"model.num_tags": len(tags)})
   for e in ft.evals.values():
     e.update(num_examples=12, batch_size=8, every_steps=4)
   train.train_and_evaluate(ft, vqa_dir)

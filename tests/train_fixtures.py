@@ -32,6 +32,10 @@ TINY = {
     # demo's conv stem (tests/test_model.py) a 2x2 grid whose first steps are too noisy
     # for the "loss falls within a few steps" checks.
     "model.vision.stem": "patch",
+    # No image tagging loss either: these tests check the plain decoder loss (tagging has
+    # its own tests in tests/test_tagging.py, and the demo's path in
+    # tests/test_finetune_configs.py).
+    "model.num_tags": 0, "data.tags": (), "losses.tag_weight": 0.0,
     "model.vision.image_size": 16, "model.vision.width": 32, "model.vision.depth": 2,
     "model.vision.mlp_dim": 64, "model.vision.num_heads": 2,
     "model.text.max_len": 8, "model.text.width": 32, "model.text.depth": 1,
@@ -72,7 +76,7 @@ def tiny_flags(**overrides) -> list[str]:
   flags = []
   for k, v in {**TINY, **{k.replace("__", "."): v for k, v in overrides.items()}}.items():
     if isinstance(v, tuple):
-      v = "(" + ",".join(map(str, v)) + ",)"
+      v = "(" + ",".join(map(str, v)) + ",)" if v else "()"
     flags.append(f"--config.{k}={v}")
   return flags
 
