@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 
+import jax
 import numpy as np
 from step_timer import time_train_step
 
@@ -24,7 +25,10 @@ def _config(fusion, image_size, text_len, batch_size):
   config.model.fusion.type = fusion
   config.model.vision.image_size = config.data.image_size = image_size
   config.model.text.max_len = config.data.text_len = text_len
-  config.global_batch_size = batch_size
+  # The batch splits over every device of the data axis: round it up to a multiple of
+  # their count (8 fake CPU devices under the tests' XLA_FLAGS make batch 2 into 8).
+  devices = jax.device_count()
+  config.global_batch_size = -(-batch_size // devices) * devices
   return config
 
 

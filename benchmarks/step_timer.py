@@ -22,15 +22,20 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "TPU v4": 275e12,
 
 
 def synthetic_batch(config, batch_size, seed=0):
-  """A batch of the config's shapes: random pixels and ids, a few padded text tokens."""
+  """A batch of the config's shapes: random pixels and ids, a few padded text tokens, and
+  random tags when config.data.tags lists some."""
   rng = np.random.default_rng(seed)
   size, vocab = config.model.vision.image_size, config.model.vocab_size
   text = rng.integers(4, vocab, (batch_size, config.data.text_len)).astype(np.int32)
   text[:, config.data.text_len * 3 // 4:] = 0
   target = rng.integers(4, vocab, (batch_size, config.data.target_len)).astype(np.int32)
-  return dict(image=rng.uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32),
-              text=text, target=target, dataset_id=np.zeros(batch_size, np.int32),
-              mask=np.ones(batch_size, bool))
+  batch = dict(image=rng.uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32),
+               text=text, target=target, dataset_id=np.zeros(batch_size, np.int32),
+               mask=np.ones(batch_size, bool))
+  tags = tuple(config.data.get("tags", ()))
+  if tags:  # the image tagging loss (the demo's) reads them, as the pipeline makes them
+    batch["tags"] = (rng.uniform(size=(batch_size, len(tags))) < 0.5).astype(np.float32)
+  return batch
 
 
 def time_train_step(config, steps=20, warmup=2):
