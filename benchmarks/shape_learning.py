@@ -79,19 +79,25 @@ def make_batch(tok, config, split: str, start: int, n: int) -> dict:
       image=image, counts=counts, text=text, target=target, word_mask=word_mask).items()}
 
 
-def train_arm(name, params, loss_fn, correct_fn, args, tok, config, val):
-  """Trains `params` on fresh train scenes; returns the validation accuracy at the end."""
-  # The demo's own optimizer: warmup + cosine, AdamW on kernels only, gradient clipping.
+def demo_optimizer_step(loss_fn, config, steps: int):
+  """(opt, step) with the demo's own optimizer over `steps` (warmup + cosine, AdamW on
+  kernels only, gradient clipping) and a jitted step(params, opt_state, batch) ->
+  (params, opt_state, loss) of loss_fn(params, batch)."""
   opt = optim.make_optimizer(config.optimizer,
-                             optim.learning_rate_schedule(config.optimizer, args.steps))
-  state = opt.init(params)
+                             optim.learning_rate_schedule(config.optimizer, steps))
 
   @jax.jit
   def step(params, state, batch):
     loss, grads = jax.value_and_grad(loss_fn)(params, batch)
     updates, state = opt.update(grads, state, params)
     return optax.apply_updates(params, updates), state, loss
+  return opt, step
 
+
+def train_arm(name, params, loss_fn, correct_fn, args, tok, config, val):
+  """Trains `params` on fresh train scenes; returns the validation accuracy at the end."""
+  opt, step = demo_optimizer_step(loss_fn, config, args.steps)
+  state = opt.init(params)
   accuracy = jax.jit(correct_fn)
   start, acc = time.time(), 0.0
   for s in range(args.steps):

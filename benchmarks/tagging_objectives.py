@@ -29,10 +29,10 @@ import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import shape_learning  # noqa: E402
 
 from configs import pretrain  # noqa: E402
-from jarl import losses, optim  # noqa: E402
+from jarl import losses  # noqa: E402
 from jarl.data import pipeline, shapes  # noqa: E402
 from jarl.models import model as model_lib  # noqa: E402
 from jarl.models import tagging  # noqa: E402
@@ -87,16 +87,8 @@ def train_arm(name, tags, vision_params, model, config, args):
     return losses.tag_cross_entropy(logits(p, b["image"]), b["tags"],
                                     jnp.ones(b["tags"].shape[:1], bool))
 
-  opt = optim.make_optimizer(config.optimizer,
-                             optim.learning_rate_schedule(config.optimizer, args.steps))
+  opt, step = shape_learning.demo_optimizer_step(loss, config, args.steps)
   state = opt.init(params)
-
-  @jax.jit
-  def step(p, s, b):
-    value, grads = jax.value_and_grad(loss)(p, b)
-    updates, s = opt.update(grads, s, p)
-    return optax.apply_updates(p, updates), s, value
-
   score = jax.jit(lambda p, b: shape_ranking(logits(p, b["image"])[:, shape_index],
                                              b["present"]))
   val = make_batch(config, tags, "validation", 0, args.eval_scenes)
