@@ -151,30 +151,41 @@ def decoder_arm(model, params):
   return params, loss, correct
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--fusions", default="jarl", help="comma-separated fusion types "
-                      f"for the decoder arms, from {model_lib.FUSION_TYPES}")
+def add_run_flags(parser):
+  """--steps, --batch_size, --eval_every, --eval_scenes, --quick (shared with
+  benchmarks/tagging_objectives.py)."""
   parser.add_argument("--steps", type=int, default=600)
   parser.add_argument("--batch_size", type=int, default=32)
   parser.add_argument("--eval_every", type=int, default=100)
   parser.add_argument("--eval_scenes", type=int, default=256)
-  parser.add_argument("--stem", default=None, help="vision stem (default: the demo's)")
   parser.add_argument("--quick", action="store_true", help="tiny model, 4 steps")
+
+
+def demo_config(parser, args):
+  """configs/pretrain.py:demo (QUICK_MODEL under --quick) after checking the flags of
+  `add_run_flags`; --quick also shortens the run to 4 steps of batch 8."""
+  if min(args.steps, args.eval_every, args.eval_scenes, args.batch_size) < 1:
+    parser.error("--steps, --eval_every, --eval_scenes and --batch_size must be >= 1")
+  config = pretrain.get_config("demo")
+  if args.quick:
+    args.steps, args.eval_every, args.eval_scenes, args.batch_size = 4, 2, 16, 8
+    for part, values in QUICK_MODEL.items():
+      config.model[part].update(values)
+  return config
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--fusions", default="jarl", help="comma-separated fusion types "
+                      f"for the decoder arms, from {model_lib.FUSION_TYPES}")
+  parser.add_argument("--stem", default=None, help="vision stem (default: the demo's)")
+  add_run_flags(parser)
   args = parser.parse_args()
   fusions = [f for f in args.fusions.split(",") if f]
   for f in fusions:
     if f not in model_lib.FUSION_TYPES:
       parser.error(f"--fusions: unknown fusion {f!r}; choose from {model_lib.FUSION_TYPES}")
-  if min(args.steps, args.eval_every, args.eval_scenes, args.batch_size) < 1:
-    parser.error("--steps, --eval_every, --eval_scenes and --batch_size must be >= 1")
-  if args.quick:
-    args.steps, args.eval_every, args.eval_scenes, args.batch_size = 4, 2, 16, 8
-
-  config = pretrain.get_config("demo")
-  if args.quick:
-    for part, values in QUICK_MODEL.items():
-      config.model[part].update(values)
+  config = demo_config(parser, args)
   if args.stem:
     config.model.vision.stem = args.stem
   tok = tokenizer.load(config.data.tokenizer)

@@ -1,7 +1,7 @@
 r"""Which tag list teaches the demo's vision tower object shape: a pooled-head comparison.
 
     python benchmarks/tagging_objectives.py           # demo ViT, 600 steps per arm (~5 min)
-    python benchmarks/tagging_objectives.py --quick   # tiny ViT, a few steps
+    python benchmarks/tagging_objectives.py --quick   # tiny model, a few steps
 
 Every arm trains the same freshly initialised ViT of configs/pretrain.py:demo, with the
 demo's optimizer settings, through the image tagging head and loss of pretraining
@@ -31,14 +31,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import shape_learning  # noqa: E402
 
-from configs import pretrain  # noqa: E402
 from jarl import losses  # noqa: E402
 from jarl.data import pipeline, shapes  # noqa: E402
 from jarl.models import model as model_lib  # noqa: E402
 from jarl.models import tagging  # noqa: E402
-
-QUICK_VISION = dict(width=32, depth=2, mlp_dim=64, num_heads=2)
-
 
 def caption_words(scenes: int = 2000) -> tuple:
   """Every word of the training inventory captions, plurals folded into their singular
@@ -106,20 +102,9 @@ def train_arm(name, tags, vision_params, model, config, args):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=600)
-  parser.add_argument("--batch_size", type=int, default=32)
-  parser.add_argument("--eval_every", type=int, default=100)
-  parser.add_argument("--eval_scenes", type=int, default=256)
-  parser.add_argument("--quick", action="store_true", help="tiny ViT, 4 steps")
+  shape_learning.add_run_flags(parser)
   args = parser.parse_args()
-  if min(args.steps, args.eval_every, args.eval_scenes, args.batch_size) < 1:
-    parser.error("--steps, --eval_every, --eval_scenes and --batch_size must be >= 1")
-  if args.quick:
-    args.steps, args.eval_every, args.eval_scenes, args.batch_size = 4, 2, 16, 8
-  config = pretrain.get_config("demo")
-  if args.quick:
-    config.model.vision.update(QUICK_VISION)
-    config.model.fusion.vision_taps = (1, 2)
+  config = shape_learning.demo_config(parser, args)
   model = model_lib.build(config.model)
   d = model_lib.dummy_batch(config.model, 1)
   # One initialisation for every arm: each starts from the same ViT.
