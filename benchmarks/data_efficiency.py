@@ -1,8 +1,8 @@
 r"""Adaptive pretraining-data sampling on a clean + noisy caption mixture: downstream VQA.
 
-    python benchmarks/data_efficiency.py          # bench size, seeds 0 1 2 (~25 min, 2 idle cores)
-    python benchmarks/data_efficiency.py --quick  # smoke: tiny model, 1 seed, a few steps
-    python benchmarks/data_efficiency.py --policies=static,loss --seeds=0 --plot=/tmp/w.png
+    python -m benchmarks.data_efficiency          # bench size, seeds 0 1 2 (~25 min, 2 idle cores)
+    python -m benchmarks.data_efficiency --quick  # smoke: tiny model, 1 seed, a few steps
+    python -m benchmarks.data_efficiency --policies=static,loss --seeds=0 --plot=/tmp/w.png
 
 Pretraining data: two captioning sources over the same `shapes` scenes, `clean`
 (shapes:train) and `noisy` (shapes:train,noise=<--noise>: that fraction of scenes
@@ -10,7 +10,7 @@ carries another scene's captions, like web alt-text), config weights 1:1. Only
 config.data.sampling.policy differs: static (fixed 1:1) | loss | learning_progress
 (jarl/data/mixture.py; update_every, tau, epsilon, smoothing as configs/pretrain.py:demo
 sets them). Every policy sees the same number of pretraining examples (same steps and
-batch); then the same VQA fine-tuning (benchmarks/shapes_runs.py), and the VQA accuracy
+batch); then the same VQA fine-tuning (benchmarks.shapes_runs), and the VQA accuracy
 on shapes:validation and the compositional shapes:heldout split measures what the
 pretraining data bought.
 
@@ -26,12 +26,11 @@ pretraining run's metrics.jsonl) over pretraining steps per policy (--plot); the
 line is one JSON object with per-policy accuracy mean/std over seeds, the clean source's
 final (and run-average) weight, and the plot path.
 """
+
 import argparse
-import json
 import os
 
-import shapes_runs
-
+from benchmarks import record, shapes_runs
 from jarl import metrics_writer
 from jarl.data import mixture
 
@@ -43,23 +42,24 @@ def pretrain_on_mixture(policy: str, noise: float, quick: bool):
 
   def edit(config):
     config.data.sources = [
-        dict(name="clean", source="shapes:train", task="caption", weight=1.0),
-        dict(name="noisy", source=f"shapes:train,noise={noise}", task="caption", weight=1.0),
+      dict(name="clean", source="shapes:train", task="caption", weight=1.0),
+      dict(name="noisy", source=f"shapes:train,noise={noise}", task="caption", weight=1.0),
     ]
     config.data.sampling.policy = policy
     if quick:  # a few steps: update and log the weights every other step
       config.data.sampling.update_every = 2
       config.log_every_steps = 1
+
   return edit
 
 
 def weight_curves(pre_dir: str) -> dict[str, list[tuple[int, float]]]:
   """{source: [(step, weight), ...]} from a pretraining run's metrics.jsonl."""
   curves = {name: [] for name in SOURCES}
-  for record in metrics_writer.read_jsonl(pre_dir):
+  for row in metrics_writer.read_jsonl(pre_dir):
     for name in SOURCES:
-      if f"data/weight/{name}" in record:
-        curves[name].append((record["step"], record[f"data/weight/{name}"]))
+      if f"data/weight/{name}" in row:
+        curves[name].append((row["step"], row[f"data/weight/{name}"]))
   for name, points in curves.items():
     if not points:
       raise RuntimeError(f"{pre_dir}/metrics.jsonl: no data/weight/{name} records")
@@ -69,10 +69,13 @@ def weight_curves(pre_dir: str) -> dict[str, list[tuple[int, float]]]:
 def plot_weights(curves: dict, path: str):
   """curves: {policy: [(seed, {source: [(step, weight)]})]} -> one panel per policy."""
   import matplotlib  # pylint: disable=import-outside-toplevel
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.6), sharey=True,
-                           squeeze=False)
+
+  fig, axes = plt.subplots(
+    1, len(curves), figsize=(4.5 * len(curves), 3.6), sharey=True, squeeze=False
+  )
   for ax, (policy, per_seed) in zip(axes[0], curves.items()):
     for i, (seed, run) in enumerate(per_seed):
       for name, style in zip(SOURCES, ("-", "--")):
@@ -94,8 +97,12 @@ def plot_weights(curves: dict, path: str):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--policies", default=",".join(mixture.POLICIES))
-  parser.add_argument("--noise", type=float, default=0.8,
-                      help="fraction of the noisy source's scenes with another scene's captions")
+  parser.add_argument(
+    "--noise",
+    type=float,
+    default=0.8,
+    help="fraction of the noisy source's scenes with another scene's captions",
+  )
   parser.add_argument("--plot", default="benchmarks/results/data_efficiency_weights.png")
   shapes_runs.add_flags(parser)
   args = parser.parse_args()
@@ -109,8 +116,13 @@ def main():
     per_seed, curves[policy] = [], []
     for seed in seeds:
       result, _, _ = shapes_runs.run_one(
-          policy, seed, size=size, root=root, model={},
-          edit_pretrain=pretrain_on_mixture(policy, args.noise, size.quick))
+        policy,
+        seed,
+        size=size,
+        root=root,
+        model={},
+        edit_pretrain=pretrain_on_mixture(policy, args.noise, size.quick),
+      )
       run_curves = weight_curves(shapes_runs.run_dirs(root, policy, seed)[0])
       clean = [w for _, w in run_curves["clean"]]
       result.update(clean_weight_final=clean[-1], clean_weight_average=sum(clean) / len(clean))
@@ -118,25 +130,43 @@ def main():
       runs.append(dict(policy=policy, seed=seed, **result))
       per_seed.append(result)
       shapes_runs.print_run(policy, seed, result)
-      print(f"{'':18s} clean weight final {clean[-1]:.3f}, average "
-            f"{result['clean_weight_average']:.3f}", flush=True)
+      print(
+        f"{'':18s} clean weight final {clean[-1]:.3f}, average "
+        f"{result['clean_weight_average']:.3f}",
+        flush=True,
+      )
     summary[policy] = shapes_runs.mean_std(
-        per_seed, shapes_runs.RESULT_KEYS + ("clean_weight_final", "clean_weight_average"))
+      per_seed, shapes_runs.RESULT_KEYS + ("clean_weight_final", "clean_weight_average")
+    )
   plot_weights(curves, args.plot)
 
-  print(f"\n{'policy':18s} {'val acc':>15s} {'heldout acc':>15s} {'clean weight':>13s} "
-        f"{'(run average)':>13s}")
+  print(
+    f"\n{'policy':18s} {'val acc':>15s} {'heldout acc':>15s} {'clean weight':>13s} "
+    f"{'(run average)':>13s}"
+  )
   for policy, s in summary.items():
-    print(f"{policy:18s} {s['val_accuracy_mean']:7.3f} ± {s['val_accuracy_std']:.3f} "
-          f"{s['heldout_accuracy_mean']:7.3f} ± {s['heldout_accuracy_std']:.3f} "
-          f"{s['clean_weight_final_mean']:13.3f} {s['clean_weight_average_mean']:13.3f}")
+    print(
+      f"{policy:18s} {s['val_accuracy_mean']:7.3f} ± {s['val_accuracy_std']:.3f} "
+      f"{s['heldout_accuracy_mean']:7.3f} ± {s['heldout_accuracy_std']:.3f} "
+      f"{s['clean_weight_final_mean']:13.3f} {s['clean_weight_average_mean']:13.3f}"
+    )
   print(f"plot: {args.plot}")
-  print(json.dumps(dict(
-      config=size.name, seeds=seeds, noise=args.noise, pretrain_steps=size.pretrain_steps,
-      finetune_steps=size.finetune_steps, eval_examples=size.eval_examples,
-      policies=summary, runs=runs, plot=args.plot,
-      clean_weight_final={p: s["clean_weight_final_mean"] for p, s in summary.items()}),
-      sort_keys=True))
+  record.emit(
+    "data_efficiency",
+    dict(
+      config=size.name,
+      seeds=seeds,
+      noise=args.noise,
+      pretrain_steps=size.pretrain_steps,
+      finetune_steps=size.finetune_steps,
+      eval_examples=size.eval_examples,
+      policies=summary,
+      runs=runs,
+      plot=args.plot,
+      clean_weight_final={p: s["clean_weight_final_mean"] for p, s in summary.items()},
+    ),
+    args,
+  )
 
 
 if __name__ == "__main__":

@@ -1,23 +1,24 @@
 r"""How FLOPs and step time grow with image resolution and text length, JARL vs concat.
 
-    python benchmarks/scaling.py           # resolutions 64..512 px, text 16..256 tokens
-    python benchmarks/scaling.py --quick   # CI smoke: two points per axis, FLOPs + 1 timed step
+    python -m benchmarks.scaling           # resolutions 64..512 px, text 16..256 tokens
+    python -m benchmarks.scaling --quick   # CI smoke: two points per axis, FLOPs + 1 timed step
 
 Uses the demo model (the growth exponents, not the absolute figures, are the point).
 Concat fusion attends over all Nv + Nt tokens, so its cost grows faster than JARL's, whose
 fusion always works on M joint tokens. Fitted exponents are slopes of log(cost) against
 log(size). Writes scaling.png next to --out; the last line is one JSON object.
 """
+
 import argparse
-import json
 import os
 
 import jax
 import numpy as np
-from step_timer import time_train_step
 
+from benchmarks import record
+from benchmarks.step_timer import time_train_step
 from configs import pretrain
-from jarl import flops
+from jarl.tools import flops
 
 
 def _config(fusion, image_size, text_len, batch_size):
@@ -55,35 +56,57 @@ def main():
       rows = []
       for image_size, text_len in points:
         config = _config(fusion, image_size, text_len, args.batch_size)
-        gflops = flops.measure(config.model, batch_size=1)["forward_gflops_per_example"]
+        gflops = flops.measure(config, batch_size=1)["forward_gflops_per_example"]
         seconds, _ = time_train_step(config, steps=steps, warmup=1)
-        rows.append(dict(image_size=image_size, text_len=text_len, forward_gflops=gflops,
-                         step_ms=1e3 * seconds))
-        print(f"{fusion:7s} {axis:10s} {image_size:4d}px {text_len:4d} tokens "
-              f"{gflops:9.3f} GFLOPs/example {1e3 * seconds:9.1f} ms/step")
+        rows.append(
+          dict(
+            image_size=image_size, text_len=text_len, forward_gflops=gflops, step_ms=1e3 * seconds
+          )
+        )
+        print(
+          f"{fusion:7s} {axis:10s} {image_size:4d}px {text_len:4d} tokens "
+          f"{gflops:9.3f} GFLOPs/example {1e3 * seconds:9.1f} ms/step"
+        )
       x = [r[axis] for r in rows]
       results[f"{fusion}/{axis}"] = dict(
-          points=rows, flops_exponent=_slope(x, [r["forward_gflops"] for r in rows]),
-          time_exponent=_slope(x, [r["step_ms"] for r in rows]))
+        points=rows,
+        flops_exponent=_slope(x, [r["forward_gflops"] for r in rows]),
+        time_exponent=_slope(x, [r["step_ms"] for r in rows]),
+      )
   os.makedirs(args.out, exist_ok=True)
   plot = os.path.join(args.out, "scaling.png")
   _plot(results, plot)
-  print(json.dumps(dict(
-      plot=plot, exponents={k: dict(flops=v["flops_exponent"], time=v["time_exponent"])
-                            for k, v in results.items()}, results=results), sort_keys=True))
+  record.emit(
+    "scaling",
+    dict(
+      plot=plot,
+      exponents={
+        k: dict(flops=v["flops_exponent"], time=v["time_exponent"]) for k, v in results.items()
+      },
+      results=results,
+    ),
+    args,
+  )
 
 
 def _plot(results, path):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-  for ax, axis, label in zip(axes, ("image_size", "text_len"),
-                             ("image resolution (px)", "text length (tokens)")):
+  for ax, axis, label in zip(
+    axes, ("image_size", "text_len"), ("image resolution (px)", "text length (tokens)")
+  ):
     for fusion in ("jarl", "concat"):
       rows = results[f"{fusion}/{axis}"]["points"]
-      ax.loglog([r[axis] for r in rows], [r["forward_gflops"] for r in rows], "o-",
-                label=f"{fusion} (exp {results[f'{fusion}/{axis}']['flops_exponent']:.2f})")
+      ax.loglog(
+        [r[axis] for r in rows],
+        [r["forward_gflops"] for r in rows],
+        "o-",
+        label=f"{fusion} (exp {results[f'{fusion}/{axis}']['flops_exponent']:.2f})",
+      )
     ax.set_xlabel(label)
     ax.set_ylabel("forward GFLOPs / example")
     ax.legend()

@@ -1,19 +1,19 @@
 r"""Train-step throughput of JARL vs concat fusion at equal towers, on this machine.
 
-    python benchmarks/step_throughput.py                 # demo model, batch 32, 20 timed steps
-    python benchmarks/step_throughput.py --variant=base  # paper-scale (accelerator)
-    python benchmarks/step_throughput.py --quick         # CI smoke: tiny batch, 3 steps
+    python -m benchmarks.step_throughput                 # demo model, batch 32, 20 timed steps
+    python -m benchmarks.step_throughput --variant=base  # paper-scale (accelerator)
+    python -m benchmarks.step_throughput --quick         # CI smoke: tiny batch, 3 steps
 
 Each figure is the median of the timed steps after compilation. `utilization` is the
 step's achieved FLOP/s (XLA-counted) over the dense-matmul FLOP/s this process reaches on
 the same device, so it carries across machines; on a GPU/TPU `mfu` is against the chip's
 bf16 peak. The last line is one JSON object.
 """
+
 import argparse
-import json
 
-from step_timer import chip_peak, matmul_flops_per_sec, time_train_step
-
+from benchmarks import record
+from benchmarks.step_timer import chip_peak, matmul_flops_per_sec, time_train_step
 from configs import pretrain
 
 
@@ -34,18 +34,31 @@ def main():
     config.global_batch_size = args.batch_size or (8 if args.quick else config.global_batch_size)
     seconds, flops = time_train_step(config, steps=steps)
     results[fusion] = dict(
-        examples_per_sec=config.global_batch_size / seconds, step_ms=1e3 * seconds,
-        gflops_per_step=flops / 1e9, achieved_gflops_per_sec=flops / seconds / 1e9,
-        utilization=flops / seconds / matmul,
-        mfu=(flops / seconds / peak) if peak else None)
-    print(f"{fusion:7s} {results[fusion]['examples_per_sec']:9.1f} examples/s "
-          f"{results[fusion]['step_ms']:8.1f} ms/step  utilization "
-          f"{results[fusion]['utilization']:.3f}")
-  print(json.dumps(dict(
-      variant=args.variant, device=kind, steps=steps, matmul_gflops_per_sec=matmul / 1e9,
+      examples_per_sec=config.global_batch_size / seconds,
+      step_ms=1e3 * seconds,
+      gflops_per_step=flops / 1e9,
+      achieved_gflops_per_sec=flops / seconds / 1e9,
+      utilization=flops / seconds / matmul,
+      mfu=(flops / seconds / peak) if peak else None,
+    )
+    print(
+      f"{fusion:7s} {results[fusion]['examples_per_sec']:9.1f} examples/s "
+      f"{results[fusion]['step_ms']:8.1f} ms/step  utilization "
+      f"{results[fusion]['utilization']:.3f}"
+    )
+  record.emit(
+    f"step_throughput_{args.variant}",
+    dict(
+      variant=args.variant,
+      device=kind,
+      steps=steps,
+      matmul_gflops_per_sec=matmul / 1e9,
       settings=results,
-      jarl_over_concat_speed=results["jarl"]["examples_per_sec"] /
-      results["concat"]["examples_per_sec"]), sort_keys=True))
+      jarl_over_concat_speed=results["jarl"]["examples_per_sec"]
+      / results["concat"]["examples_per_sec"],
+    ),
+    args,
+  )
 
 
 if __name__ == "__main__":

@@ -3,39 +3,26 @@
 A figure from one machine means little on another, so the benchmarks report ratios:
 step FLOP/s over the matmul FLOP/s the same process reaches on the same device.
 """
-import os
+
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import jax
+import jax.numpy as jnp
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from jarl import sharding, train  # noqa: E402
+from jarl import batch as batch_lib
+from jarl import sharding, train
 
 # Dense bf16 peak FLOP/s per chip, for MFU on accelerators (vendor datasheets).
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "TPU v4": 275e12,
-             "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12}
-
-
-def synthetic_batch(config, batch_size, seed=0):
-  """A batch of the config's shapes: random pixels and ids, a few padded text tokens, and
-  random tags when config.data.tags lists some."""
-  rng = np.random.default_rng(seed)
-  size, vocab = config.model.vision.image_size, config.model.vocab_size
-  text = rng.integers(4, vocab, (batch_size, config.data.text_len)).astype(np.int32)
-  text[:, config.data.text_len * 3 // 4:] = 0
-  target = rng.integers(4, vocab, (batch_size, config.data.target_len)).astype(np.int32)
-  batch = dict(image=rng.uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32),
-               text=text, target=target, dataset_id=np.zeros(batch_size, np.int32),
-               mask=np.ones(batch_size, bool))
-  tags = tuple(config.data.get("tags", ()))
-  if tags:  # the image tagging loss (the demo's) reads them, as the pipeline makes them
-    batch["tags"] = (rng.uniform(size=(batch_size, len(tags))) < 0.5).astype(np.float32)
-  return batch
+PEAK_BF16 = {
+  "H100": 989e12,
+  "H200": 989e12,
+  "A100": 312e12,
+  "TPU v4": 275e12,
+  "TPU v5 lite": 197e12,
+  "TPU v5e": 197e12,
+  "TPU v5p": 459e12,
+}
 
 
 def time_train_step(config, steps=20, warmup=2):
@@ -44,8 +31,9 @@ def time_train_step(config, steps=20, warmup=2):
   with jax.set_mesh(mesh):
     trainer = train.make_trainer(config, mesh)
     state = train.initial_state(config, trainer)
-    batch = jax.device_put(synthetic_batch(config, config.global_batch_size),
-                           trainer.batch_sharding)
+    batch = jax.device_put(
+      batch_lib.synthetic_batch(config, config.global_batch_size), trainer.batch_sharding
+    )
     compiled = trainer.step_fn.lower(state, batch).compile()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -74,7 +62,7 @@ def matmul_flops_per_sec(n=None, repeats=10):
     start = time.perf_counter()
     jax.block_until_ready(f(a))
     times.append(time.perf_counter() - start)
-  return 2 * n ** 3 / statistics.median(times)
+  return 2 * n**3 / statistics.median(times)
 
 
 def chip_peak():

@@ -1,6 +1,13 @@
 r"""Fine-tuning JARL for image captioning, from a pretraining checkpoint.
 
-Variants (select with `configs/finetune_caption.py:<variant>`):
+Variants (select with `configs/finetune_caption.py:<variant>`; sizes as in configs/common.py,
+each on the model of configs/pretrain.py at the same size):
+  tiny  the tests' model and a few steps on `shapes`:
+        python -m jarl.main --config=configs/finetune_caption.py:tiny \
+            --workdir=/tmp/jarl_caption_tiny --config.init_from=/tmp/jarl_tiny
+  bench the benchmarks' fine-tuning (500 steps) from configs/pretrain.py:bench:
+        python -m jarl.main --config=configs/finetune_caption.py:bench \
+            --workdir=/tmp/jarl_caption_bench --config.init_from=/tmp/jarl_bench
   demo  the demo model of configs/pretrain.py:demo on `shapes` captions; reports CIDEr-D
         and BLEU-1..4 against all captions of each scene on `shapes:validation`
         (val/cider, val/bleu4) and on `shapes:heldout` (heldout/...).
@@ -17,25 +24,35 @@ Commands (`init_from` = a pretraining workdir, or one of its `checkpoints/<step>
       --workdir=gs://BUCKET/jarl_caption --config.init_from=gs://BUCKET/jarl_base \
       --config.data.tfds_data_dir=gs://BUCKET/tfds
 """
-import importlib.util
-import os
 
-_spec = importlib.util.spec_from_file_location(
-    "jarl_configs_finetune_common",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "finetune_common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+import ml_collections
 
-VARIANTS = ("demo", "base")
+from configs import common, pretrain
+
+VARIANTS = common.FINETUNE_VARIANTS
 
 
-def get_config(arg=None):
-  return common.make(
-      "caption", arg or "base", variants=VARIANTS,
-      demo=dict(total_steps=500, learning_rate=3e-4, warmup_steps=50, batch_size=32,
-                eval_every=250, max_decode_len=24),
-      full=dict(train="tfds:jarl_coco_karpathy:train",
-                evals={"val": "tfds:jarl_coco_karpathy:validation",
-                       "test": "tfds:jarl_coco_karpathy:test"},
-                total_steps=10_000, learning_rate=1e-4, warmup_steps=500,
-                batch_size=512, eval_every=2000, max_decode_len=32))
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = common.parse_arg(arg, variants=VARIANTS, variant="base")
+  return common.finetune(
+    pretrain.get_config(arg.variant),
+    "caption",
+    demo=dict(
+      total_steps=500,
+      learning_rate=3e-4,
+      warmup_steps=50,
+      batch_size=32,
+      eval_every=250,
+      max_decode_len=24,
+    ),
+    base=dict(
+      train="tfds:jarl_coco_karpathy:train",
+      evals={"val": "tfds:jarl_coco_karpathy:validation", "test": "tfds:jarl_coco_karpathy:test"},
+      total_steps=10_000,
+      learning_rate=1e-4,
+      warmup_steps=500,
+      batch_size=512,
+      eval_every=2000,
+      max_decode_len=32,
+    ),
+  )

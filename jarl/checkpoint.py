@@ -8,6 +8,7 @@ Saves are async (training continues while files are written) and atomic (a step
 directory appears only once complete); a latest checkpoint that still fails to load is
 reported and the previous one is used.
 """
+
 import dataclasses
 import json
 from typing import Any
@@ -38,8 +39,10 @@ class DataStateHandler(ocp.CheckpointHandler):
   def restore(self, directory, args: "DataStateRestore | None" = None) -> dict:
     path = self._file(directory)
     if not path.exists():
-      raise FileNotFoundError(f"{path}: no data-pipeline state for this process; was the "
-                              "checkpoint written with a different number of processes?")
+      raise FileNotFoundError(
+        f"{path}: no data-pipeline state for this process; was the "
+        "checkpoint written with a different number of processes?"
+      )
     return json.loads(path.read_text())
 
   def metadata(self, directory):
@@ -77,15 +80,20 @@ def _path_name(path) -> str:
 
 
 def _shapes(tree) -> dict[str, tuple[int, ...]]:
-  return {_path_name(p): tuple(getattr(v, "shape", ()))
-          for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return {
+    _path_name(p): tuple(getattr(v, "shape", ()))
+    for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]
+  }
 
 
 def _shape_mismatches(saved_tree, abstract_tree) -> list[str]:
   """'path: saved shape vs expected shape' for every leaf that differs or is missing."""
   saved, expected = _shapes(saved_tree), _shapes(abstract_tree)
-  problems = [f"{k}: checkpoint {saved[k]} vs model {expected[k]}"
-              for k in expected if k in saved and saved[k] != expected[k]]
+  problems = [
+    f"{k}: checkpoint {saved[k]} vs model {expected[k]}"
+    for k in expected
+    if k in saved and saved[k] != expected[k]
+  ]
   problems += [f"{k}: missing from checkpoint" for k in expected if k not in saved]
   problems += [f"{k}: in checkpoint but not in model" for k in saved if k not in expected]
   return problems
@@ -98,12 +106,16 @@ class Checkpointer:
     self.directory = epath.Path(workdir) / "checkpoints"
     self.every_steps = every_steps
     self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
-            # Our loop decides when to save (periodic, final, preemption).
-            save_interval_steps=1),
-        item_handlers={STATE: ocp.StandardCheckpointHandler(), DATA: DataStateHandler()})
+      self.directory,
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=keep,
+        create=True,
+        enable_async_checkpointing=async_save,
+        # Our loop decides when to save (periodic, final, preemption).
+        save_interval_steps=1,
+      ),
+      item_handlers={STATE: ocp.StandardCheckpointHandler(), DATA: DataStateHandler()},
+    )
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -116,8 +128,13 @@ class Checkpointer:
 
   def save(self, step: int, state, data_state: dict) -> None:
     """Starts an async save; returns once the arrays are copied off the devices."""
-    self._manager.save(step, args=ocp.args.Composite(
-        **{STATE: ocp.args.StandardSave(state), DATA: DataStateSave(data_state)}), force=True)
+    self._manager.save(
+      step,
+      args=ocp.args.Composite(
+        **{STATE: ocp.args.StandardSave(state), DATA: DataStateSave(data_state)}
+      ),
+      force=True,
+    )
 
   def restore(self, step: int, abstract_state) -> tuple[Any, dict | None]:
     """Train state (sharded like `abstract_state`'s ShapeDtypeStructs) + data state.
@@ -141,9 +158,10 @@ class Checkpointer:
     if problems:
       shown = "\n  ".join(problems[:10])
       raise ModelMismatchError(
-          f"{self.directory / str(step)} holds a checkpoint of a different model "
-          f"({len(problems)} mismatching leaves):\n  {shown}\nUse a fresh --workdir, or "
-          "config.init_from to start from its parameters.")
+        f"{self.directory / str(step)} holds a checkpoint of a different model "
+        f"({len(problems)} mismatching leaves):\n  {shown}\nUse a fresh --workdir, or "
+        "config.init_from to start from its parameters."
+      )
 
   def restore_latest(self, abstract_state) -> tuple[int, Any, dict] | None:
     """Resumes from the newest checkpoint that loads; None when there is none.
@@ -157,15 +175,23 @@ class Checkpointer:
       except ModelMismatchError:
         raise
       except Exception as e:  # pylint: disable=broad-except
-        logging.error("Checkpoint %s has unreadable metadata (%s: %s); trying the previous "
-                      "one.", self.directory / str(step), type(e).__name__, e)
+        logging.error(
+          "Checkpoint %s has unreadable metadata (%s: %s); trying the previous one.",
+          self.directory / str(step),
+          type(e).__name__,
+          e,
+        )
         continue
       try:
         state, data_state = self.restore(step, abstract_state)
       except Exception as e:  # pylint: disable=broad-except
         # Orbax/TensorStore raise many types for damaged files; all mean "skip this one".
-        logging.error("Checkpoint %s is unreadable (%s: %s); trying the previous one.",
-                      self.directory / str(step), type(e).__name__, e)
+        logging.error(
+          "Checkpoint %s is unreadable (%s: %s); trying the previous one.",
+          self.directory / str(step),
+          type(e).__name__,
+          e,
+        )
         continue
       return step, state, data_state
     return None
@@ -190,22 +216,37 @@ def load_params(path: str, abstract_params) -> tuple[Any, dict[str, list[str]]]:
   saved_tree = ocp.StandardCheckpointer().metadata(step_dir / STATE).item_metadata.tree
   if "params" not in saved_tree:
     raise ValueError(f"config.init_from={path!r}: {step_dir / STATE} has no 'params'")
-  saved = {jax.tree_util.keystr(p): tuple(v.shape)
-           for p, v in jax.tree_util.tree_flatten_with_path(saved_tree["params"])[0]}
-  wanted = {jax.tree_util.keystr(p): tuple(v.shape)
-            for p, v in jax.tree_util.tree_flatten_with_path(abstract_params)[0]}
+  saved = {
+    jax.tree_util.keystr(p): tuple(v.shape)
+    for p, v in jax.tree_util.tree_flatten_with_path(saved_tree["params"])[0]
+  }
+  wanted = {
+    jax.tree_util.keystr(p): tuple(v.shape)
+    for p, v in jax.tree_util.tree_flatten_with_path(abstract_params)[0]
+  }
   report = dict(
-      missing=sorted(k for k in wanted if k not in saved),
-      unexpected=sorted(k for k in saved if k not in wanted),
-      mismatched=sorted(f"{k}: checkpoint {saved[k]} vs model {wanted[k]}"
-                        for k in wanted if k in saved and saved[k] != wanted[k]))
+    missing=sorted(k for k in wanted if k not in saved),
+    unexpected=sorted(k for k in saved if k not in wanted),
+    mismatched=sorted(
+      f"{k}: checkpoint {saved[k]} vs model {wanted[k]}"
+      for k in wanted
+      if k in saved and saved[k] != wanted[k]
+    ),
+  )
   # Only the params subtree, as host NumPy arrays: the caller places them on its mesh.
   item = {"params": saved_tree["params"]}
-  restored = ocp.PyTreeCheckpointer().restore(step_dir / STATE, args=ocp.args.PyTreeRestore(
-      item=item, partial_restore=True,
-      restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)))
-  loaded = {jax.tree_util.keystr(p): np.asarray(v)
-            for p, v in jax.tree_util.tree_flatten_with_path(restored["params"])[0]}
+  restored = ocp.PyTreeCheckpointer().restore(
+    step_dir / STATE,
+    args=ocp.args.PyTreeRestore(
+      item=item,
+      partial_restore=True,
+      restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item),
+    ),
+  )
+  loaded = {
+    jax.tree_util.keystr(p): np.asarray(v)
+    for p, v in jax.tree_util.tree_flatten_with_path(restored["params"])[0]
+  }
   return {k: v for k, v in loaded.items() if wanted.get(k) == v.shape}, report
 
 

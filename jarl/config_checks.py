@@ -1,9 +1,42 @@
-"""Checks of the training fields of a config, run before anything is built or compiled.
+"""Checks of a run config, run once before anything is built or compiled: `check`.
 
-Model fields are checked by `jarl.models.model.build`, data fields by the pipeline;
-every message names the config key and its value.
+Each group of keys has its one checker: model keys the typed model config
+(`jarl.models.model.build`), `config.losses` the objective (`jarl.losses`), the batch
+layout against the model here, training keys here (`check_training`), data sources and
+tags by the pipeline when it opens them. Every message names the config key and its value.
 """
+
 import jax
+
+from jarl import losses
+from jarl.models import model as model_lib
+
+
+def check(config, num_batch_shards: int) -> None:
+  """Raises ValueError naming the first bad field of the run config `config`."""
+  model_lib.build(config)
+  losses.make_objective(config)
+  check_layout(config)
+  check_training(config, num_batch_shards)
+
+
+def check_layout(config) -> None:
+  """The batch layout (config.data, jarl/batch.py) must fit the model's input sizes."""
+  d, m = config.data, config.model
+  if d.image_size != m.vision.image_size:
+    raise ValueError(
+      f"config.data.image_size={d.image_size} must equal "
+      f"config.model.vision.image_size={m.vision.image_size}"
+    )
+  for data_key, model_key, model_value in (
+    ("text_len", "text.max_len", m.text.max_len),
+    ("target_len", "decoder.max_len", m.decoder.max_len),
+  ):
+    if d[data_key] > model_value:
+      raise ValueError(
+        f"config.data.{data_key}={d[data_key]} must be <= "
+        f"config.model.{model_key}={model_value} (the position embeddings)"
+      )
 
 
 def _positive(config, key: str, value, minimum=1):
@@ -13,8 +46,13 @@ def _positive(config, key: str, value, minimum=1):
 
 def check_training(config, num_batch_shards: int) -> None:
   """Raises ValueError naming the first bad training field of `config`."""
-  for key in ("total_steps", "global_batch_size", "log_every_steps", "ckpt_every_steps",
-              "keep_checkpoints"):
+  for key in (
+    "total_steps",
+    "global_batch_size",
+    "log_every_steps",
+    "ckpt_every_steps",
+    "keep_checkpoints",
+  ):
     _positive(config, key, config[key])
   opt = config.optimizer
   _positive(config, "optimizer.grad_accum_steps", opt.grad_accum_steps)
@@ -30,12 +68,15 @@ def check_training(config, num_batch_shards: int) -> None:
       raise ValueError(f"config.optimizer.{key}={opt[key]}: must be in [0, 1)")
   # Every process feeds an equal share, split evenly over the batch shards of the mesh,
   # and each shard again into grad_accum_steps micro-batches.
-  if config.global_batch_size % (num_batch_shards * opt.grad_accum_steps) or \
-      config.global_batch_size % jax.process_count():
+  if (
+    config.global_batch_size % (num_batch_shards * opt.grad_accum_steps)
+    or config.global_batch_size % jax.process_count()
+  ):
     raise ValueError(
-        f"config.global_batch_size={config.global_batch_size}: must divide by the "
-        f"{num_batch_shards} batch shards of config.mesh x "
-        f"config.optimizer.grad_accum_steps={opt.grad_accum_steps}, and by the "
-        f"{jax.process_count()} processes")
+      f"config.global_batch_size={config.global_batch_size}: must divide by the "
+      f"{num_batch_shards} batch shards of config.mesh x "
+      f"config.optimizer.grad_accum_steps={opt.grad_accum_steps}, and by the "
+      f"{jax.process_count()} processes"
+    )
   if config.profile_steps < 0:
     raise ValueError(f"config.profile_steps={config.profile_steps}: must be >= 0 (0 = off)")

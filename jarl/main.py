@@ -5,11 +5,10 @@ Multi-host (TPU pods, SLURM/MPI GPU clusters): `--multihost` (or JARL_MULTIHOST=
 `jax.distributed.initialize()`, which finds the coordinator from the environment; elsewhere
 also pass `--coordinator=host:port --num_processes=N --process_id=i` on every process.
 """
+
 import os
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
@@ -17,8 +16,9 @@ from jarl import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (`file.py:variant`).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and logs go here.")
-_MULTIHOST = flags.DEFINE_bool("multihost", os.environ.get("JARL_MULTIHOST") == "1",
-                               "Call jax.distributed.initialize() first.")
+_MULTIHOST = flags.DEFINE_bool(
+  "multihost", os.environ.get("JARL_MULTIHOST") == "1", "Call jax.distributed.initialize() first."
+)
 _COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0 (multihost).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job (multihost).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multihost).")
@@ -30,8 +30,9 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if _MULTIHOST.value:
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
-               jax.devices())
+  logging.info(
+    "JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices()
+  )
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

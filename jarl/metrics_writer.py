@@ -4,6 +4,7 @@ Only process 0 writes files; other processes only log. metrics.jsonl holds one J
 object per write, `{"step": s, "name": value, ...}`, easy to read back in tests and
 notebooks without TensorFlow.
 """
+
 import json
 import os
 

@@ -4,6 +4,7 @@ Weight decay applies only to leaves named `kernel` (dense/conv weights): norms, 
 token and position embeddings, learned query/joint tokens are not decayed, because
 shrinking them towards zero changes the function rather than regularising it.
 """
+
 from absl import logging
 import jax
 import optax
@@ -17,28 +18,42 @@ def learning_rate_schedule(opt_config, total_steps: int) -> optax.Schedule:
   """
   warmup = min(opt_config.warmup_steps, max(total_steps - 1, 0))
   if warmup != opt_config.warmup_steps:
-    logging.warning("config.optimizer.warmup_steps=%d >= config.total_steps=%d: warming up "
-                    "over %d steps.", opt_config.warmup_steps, total_steps, warmup)
+    logging.warning(
+      "config.optimizer.warmup_steps=%d >= config.total_steps=%d: warming up over %d steps.",
+      opt_config.warmup_steps,
+      total_steps,
+      warmup,
+    )
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=opt_config.learning_rate,
-      warmup_steps=warmup, decay_steps=total_steps, end_value=0.0)
+    init_value=0.0,
+    peak_value=opt_config.learning_rate,
+    warmup_steps=warmup,
+    decay_steps=total_steps,
+    end_value=0.0,
+  )
 
 
 def decay_mask(params):
   """True for the leaves AdamW decays: those named `kernel`."""
+
   def is_kernel(path, _):
     # Only dict keys name parameters; boxed leaves (`nn.LogicallyPartitioned`) add a
     # trailing `.value` attribute that must not hide the name.
     names = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
     return bool(names) and names[-1] == "kernel"
+
   return jax.tree_util.tree_map_with_path(is_kernel, params)
 
 
 def make_optimizer(opt_config, schedule: optax.Schedule) -> optax.GradientTransformation:
   """optax chain for `config.optimizer`; gradient accumulation lives in the train step."""
-  adamw = optax.adamw(schedule,
-                      b1=opt_config.b1, b2=opt_config.b2,
-                      weight_decay=opt_config.weight_decay, mask=decay_mask)
+  adamw = optax.adamw(
+    schedule,
+    b1=opt_config.b1,
+    b2=opt_config.b2,
+    weight_decay=opt_config.weight_decay,
+    mask=decay_mask,
+  )
   if opt_config.clip_norm > 0:
     return optax.chain(optax.clip_by_global_norm(opt_config.clip_norm), adamw)
   return adamw

@@ -25,6 +25,7 @@ equals the one the evaluators make for that image and question. A missing, empty
 undecodable image, or a checkpoint without a usable config, prints one line naming the
 file and exits with status 2.
 """
+
 import argparse
 import functools
 import json
@@ -38,10 +39,11 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+from jarl import batch as batch_lib
 from jarl import checkpoint
-from jarl.data import pipeline
-from jarl.data import tasks
+from jarl.data import pipeline, tasks
 from jarl.data import tokenizer as tokenizer_lib
+from jarl.models import decode
 from jarl.models import model as model_lib
 
 TASKS = ("vqa", "caption", "entailment")
@@ -64,17 +66,20 @@ def load_config(directory: str) -> tuple[ml_collections.ConfigDict, epath.Path]:
     if file.exists():
       break
   else:
-    raise PredictError(f"{directory}: no {CONFIG_FILE} in it or two levels up; "
-                       "give a workdir written by jarl.main (or its checkpoints/<step>)")
+    raise PredictError(
+      f"{directory}: no {CONFIG_FILE} in it or two levels up; "
+      "give a workdir written by jarl.main (or its checkpoints/<step>)"
+    )
   try:
     config = ml_collections.ConfigDict(json.loads(file.read_text()))
-    model_lib.build(config.model)  # validates every model field
+    model_lib.build(config)  # validates every model field
     for key in ("image_size", "text_len", "target_len"):
       int(config.data[key])
     tokenizer_lib.load(config.data.tokenizer)  # a path that only existed where it trained
   except Exception as e:  # pylint: disable=broad-except
-    raise PredictError(f"{file}: not a usable JARL config ({type(e).__name__}: "
-                       f"{' '.join(str(e).split())[:300]})") from None
+    raise PredictError(
+      f"{file}: not a usable JARL config ({type(e).__name__}: {' '.join(str(e).split())[:300]})"
+    ) from None
   return config, file
 
 
@@ -96,63 +101,76 @@ def read_image(image, image_size: int) -> np.ndarray:
   except PredictError:
     raise
   except Image.UnidentifiedImageError:
-    raise PredictError(f"{name}: not a decodable image (unknown or unsupported format)") \
-        from None
+    raise PredictError(f"{name}: not a decodable image (unknown or unsupported format)") from None
   except Exception as e:  # pylint: disable=broad-except  (truncated files: OSError, ...)
-    raise PredictError(f"{name}: not a decodable image ({type(e).__name__}: "
-                       f"{' '.join(str(e).split())[:200]})") from None
+    raise PredictError(
+      f"{name}: not a decodable image ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+    ) from None
   return pipeline.preprocess_image(pixels, image_size, None)[0]
 
 
 def encoder_text(task: str, prompt: str | None) -> str:
   """The encoder text the task functions build in training (prompt prefix, whitespace)."""
-  raw = dict(questions=[prompt], answers=["-"], captions=["-"], hypotheses=[prompt],
-             labels=["yes"])
+  raw = dict(questions=[prompt], answers=["-"], captions=["-"], hypotheses=[prompt], labels=["yes"])
   try:
     return tasks.get(task, "task")(raw, np.random.default_rng(0))["text"]
   except tasks.SkipExample:
-    raise PredictError(f"--question={prompt!r}: empty; task {task!r} needs a question "
-                       "or hypothesis") from None
+    raise PredictError(
+      f"--question={prompt!r}: empty; task {task!r} needs a question or hypothesis"
+    ) from None
 
 
 class Predictor:
   """Batched decoding with a fixed batch size (one compilation; the last batch is padded)."""
 
-  def __init__(self, config, params, *, beam_size: int = 1, batch_size: int = 16,
-               length_penalty: float = 0.6):
+  def __init__(
+    self, config, params, *, beam_size: int = 1, batch_size: int = 16, length_penalty: float = 0.6
+  ):
     if beam_size < 1 or batch_size < 1:
       raise ValueError(f"beam_size={beam_size} and batch_size={batch_size} must be >= 1")
     self.config = config
-    self.model = model_lib.build(config.model)
+    self.model = model_lib.build(config)
     self.tokenizer = tokenizer_lib.load(config.data.tokenizer)
     self.params = params
     self.batch_size = batch_size
-    self._generate = jax.jit(functools.partial(
-        model_lib.generate, self.model, max_len=int(config.data.target_len),
-        eos_id=self.tokenizer.eos_id, beam_size=beam_size, length_penalty=length_penalty))
+    self._generate = jax.jit(
+      functools.partial(
+        decode.generate,
+        self.model,
+        max_len=int(config.data.target_len),
+        eos_id=self.tokenizer.eos_id,
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+      )
+    )
 
   @classmethod
   def from_checkpoint(cls, directory: str, **kwargs) -> "Predictor":
     """Loads the model config and the (latest, or given step's) parameters of a run."""
     config, config_file = load_config(directory)
-    model = model_lib.build(config.model)
-    dummy = model_lib.dummy_batch(config.model, 1)
-    abstract = nn.unbox(jax.eval_shape(
-        lambda rng: model.init(rng, dummy["image"], dummy["text"], dummy["target"],
-                               train=False), jax.random.key(0))["params"])
-    ckpt = directory if (epath.Path(directory) / checkpoint.STATE).exists() else \
-        str(config_file.parent)
+    model = model_lib.build(config)
+    dummy = batch_lib.dummy_batch(config, 1)
+    abstract = nn.unbox(
+      jax.eval_shape(lambda rng: model.init(rng, **dummy, train=False), jax.random.key(0))["params"]
+    )
+    ckpt = (
+      directory if (epath.Path(directory) / checkpoint.STATE).exists() else str(config_file.parent)
+    )
     try:
       loaded, report = checkpoint.load_params(ckpt, abstract)
     except Exception as e:  # pylint: disable=broad-except
-      raise PredictError(f"{ckpt}: no loadable checkpoint ({type(e).__name__}: "
-                         f"{' '.join(str(e).split())[:200]})") from None
+      raise PredictError(
+        f"{ckpt}: no loadable checkpoint ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+      ) from None
     if report["missing"] or report["mismatched"]:
-      raise PredictError(f"{ckpt}: checkpoint does not match the model of {config_file} "
-                         f"(missing {report['missing'][:3]}, mismatched "
-                         f"{report['mismatched'][:3]})")
+      raise PredictError(
+        f"{ckpt}: checkpoint does not match the model of {config_file} "
+        f"(missing {report['missing'][:3]}, mismatched "
+        f"{report['mismatched'][:3]})"
+      )
     params = jax.tree_util.tree_map_with_path(
-        lambda p, _: loaded[jax.tree_util.keystr(p)], abstract)
+      lambda p, _: loaded[jax.tree_util.keystr(p)], abstract
+    )
     return cls(config, params, **kwargs)
 
   def predict(self, task: str, images, prompts) -> list[str]:
@@ -163,15 +181,17 @@ class Predictor:
       raise ValueError(f"{len(images)} images but {len(prompts)} questions")
     size, text_len = int(self.config.data.image_size), int(self.config.data.text_len)
     pixels = [read_image(im, size) for im in images]  # all errors before any compute
-    texts = [self.tokenizer.encode_fixed(encoder_text(task, p), text_len, add_eos=False)[0]
-             for p in prompts]
+    texts = [
+      self.tokenizer.encode_fixed(encoder_text(task, p), text_len, add_eos=False)[0]
+      for p in prompts
+    ]
     out = []
     for start in range(0, len(pixels), self.batch_size):
       n = min(self.batch_size, len(pixels) - start)
       image = np.zeros([self.batch_size, size, size, 3], np.float32)
       text = np.zeros([self.batch_size, text_len], np.int32)
-      image[:n] = pixels[start:start + n]
-      text[:n] = texts[start:start + n]
+      image[:n] = pixels[start : start + n]
+      text[:n] = texts[start : start + n]
       tokens, _ = self._generate(self.params, image, text)
       out += [self.tokenizer.decode(t) for t in np.asarray(tokens)[:n]]
     return out
@@ -200,14 +220,22 @@ class Predictor:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m jarl.predict", description=__doc__.split(
-      "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+    prog="python -m jarl.predict",
+    description=__doc__.split("\n")[0],
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   parser.add_argument("--checkpoint", required=True, help="workdir or checkpoints/<step>")
   parser.add_argument("--image", action="append", required=True, help="image file (repeat)")
-  parser.add_argument("--question", action="append", default=None,
-                      help="question (vqa) or hypothesis (entailment): one, or one per image")
-  parser.add_argument("--task", choices=TASKS, default=None,
-                      help="default: vqa with --question, else caption")
+  parser.add_argument(
+    "--question",
+    action="append",
+    default=None,
+    help="question (vqa) or hypothesis (entailment): one, or one per image",
+  )
+  parser.add_argument(
+    "--task", choices=TASKS, default=None, help="default: vqa with --question, else caption"
+  )
   parser.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
   parser.add_argument("--batch_size", type=int, default=16)
   args = parser.parse_args(argv)
@@ -218,16 +246,18 @@ def main(argv=None) -> int:
   if task == "caption" and args.question:
     parser.error("--task=caption takes no --question")
   if len(questions) not in (1, len(args.image)):
-    parser.error(f"{len(questions)} --question for {len(args.image)} --image: give one, "
-                 "or one per image")
+    parser.error(
+      f"{len(questions)} --question for {len(args.image)} --image: give one, or one per image"
+    )
   if args.beam < 1 or args.batch_size < 1:
     parser.error("--beam and --batch_size must be >= 1")
   try:
     config, _ = load_config(args.checkpoint)
     for path in args.image:  # fail on a bad file before loading any weights
       read_image(path, int(config.data.image_size))
-    predictor = Predictor.from_checkpoint(args.checkpoint, beam_size=args.beam,
-                                          batch_size=args.batch_size)
+    predictor = Predictor.from_checkpoint(
+      args.checkpoint, beam_size=args.beam, batch_size=args.batch_size
+    )
     prompts = questions * len(args.image) if len(questions) == 1 else questions
     results = predictor.predict(task, args.image, prompts)
   except PredictError as e:

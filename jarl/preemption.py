@@ -1,4 +1,5 @@
 """SIGTERM (TPU preemption, `kill`) -> save at the next step boundary and exit cleanly."""
+
 import signal
 
 from absl import logging

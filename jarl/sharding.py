@@ -6,6 +6,7 @@ Parameters carry logical axis names (`nn.with_logical_partitioning`); the rules 
 `config.logical_axis_rules` map them onto mesh axes. The same code runs on one CPU,
 8 fake CPU devices, a GPU or a TPU pod slice: only the mesh sizes change.
 """
+
 from collections.abc import Sequence
 import math
 
@@ -30,13 +31,17 @@ def mesh_shape(mesh_config: Sequence[tuple[str, int]], num_devices: int) -> dict
     raise ValueError(f"config.mesh={list(mesh_config)}: sizes must be >= 1 or -1")
   known = math.prod(s for s in sizes if s != -1)
   if num_devices % known:
-    raise ValueError(f"config.mesh={list(mesh_config)}: fixed axes use {known} devices, "
-                     f"which does not divide the {num_devices} available")
+    raise ValueError(
+      f"config.mesh={list(mesh_config)}: fixed axes use {known} devices, "
+      f"which does not divide the {num_devices} available"
+    )
   if -1 in sizes:
     sizes[sizes.index(-1)] = num_devices // known
   elif known != num_devices:
-    raise ValueError(f"config.mesh={list(mesh_config)}: uses {known} devices but "
-                     f"{num_devices} are available; set one size to -1")
+    raise ValueError(
+      f"config.mesh={list(mesh_config)}: uses {known} devices but "
+      f"{num_devices} are available; set one size to -1"
+    )
   return dict(zip(names, sizes))
 
 
@@ -44,8 +49,12 @@ def make_mesh(mesh_config: Sequence[tuple[str, int]], devices=None) -> Mesh:
   """Builds the device mesh; every axis is `AxisType.Auto` (the compiler shards)."""
   devices = jax.devices() if devices is None else list(devices)
   shape = mesh_shape(mesh_config, len(devices))
-  return jax.make_mesh(tuple(shape.values()), tuple(shape.keys()),
-                       axis_types=(AxisType.Auto,) * len(shape), devices=devices)
+  return jax.make_mesh(
+    tuple(shape.values()),
+    tuple(shape.keys()),
+    axis_types=(AxisType.Auto,) * len(shape),
+    devices=devices,
+  )
 
 
 def logical_rules(rules) -> tuple[tuple[str, str | tuple[str, ...] | None], ...]:
@@ -64,8 +73,10 @@ def check_rules(rules, mesh: Mesh) -> None:
     targets = target if isinstance(target, tuple) else (target,)
     for axis in targets:
       if axis is not None and axis not in mesh.axis_names:
-        raise ValueError(f"config.logical_axis_rules: '{name}' -> '{axis}', but "
-                         f"config.mesh has only axes {mesh.axis_names}")
+        raise ValueError(
+          f"config.logical_axis_rules: '{name}' -> '{axis}', but "
+          f"config.mesh has only axes {mesh.axis_names}"
+        )
 
 
 def tree_shardings(boxed_tree, mesh: Mesh, rules):
@@ -90,10 +101,14 @@ def batch_shards(mesh: Mesh, rules) -> int:
   return math.prod(mesh.shape[a] for a in axes if a is not None)
 
 
-def global_batch(local_batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
+def global_batch(
+  local_batch: dict[str, np.ndarray], sharding: NamedSharding
+) -> dict[str, jax.Array]:
   """Per-process NumPy batch {key: [b, ...]} -> global arrays {key: [b * processes, ...]}."""
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in local_batch.items()}
+  return {
+    k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+    for k, v in local_batch.items()
+  }
 
 
 def local_rows(array: jax.Array) -> np.ndarray:

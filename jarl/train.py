@@ -3,6 +3,7 @@
 One jitted, donated, sharded train step over a `jax.sharding.Mesh`; Orbax checkpoints
 with automatic resume; clu metric writers; periodic evaluators from `config.evals`.
 """
+
 import dataclasses
 import functools
 import time
@@ -18,21 +19,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import numpy as np
 import optax
 
-from jarl import checkpoint
-from jarl import config_checks
-from jarl import metrics_writer
-from jarl import optim
-from jarl import preemption
-from jarl import sharding
+from jarl import batch as batch_lib
+from jarl import checkpoint, config_checks, losses, metrics_writer, optim, preemption, sharding
 from jarl import train_step as train_step_lib
-from jarl.data import pipeline
-from jarl.data import tokenizer
+from jarl.data import pipeline, tokenizer
 from jarl.evaluation import registry
 from jarl.models import model as model_lib
 
-
-# What the train step consumes of a pipeline batch; anything else stays on the host.
-BATCH_KEYS = ("image", "text", "target", "dataset_id", "mask", "tags")  # tags: when configured
 # The run's config beside its checkpoints, so `jarl.predict` needs only the workdir.
 CONFIG_FILE = "config.json"
 
@@ -43,12 +36,6 @@ def save_config(config, workdir: str) -> None:
     path = epath.Path(workdir)
     path.mkdir(parents=True, exist_ok=True)
     (path / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
-
-
-def _abstract_batch(local_batch: dict, global_batch_size: int, batch_sharding) -> dict:
-  return {k: jax.ShapeDtypeStruct((global_batch_size,) + v.shape[1:], v.dtype,
-                                  sharding=batch_sharding)
-          for k, v in local_batch.items() if k in BATCH_KEYS}
 
 
 def _compiled_flops(compiled) -> float:
@@ -66,35 +53,45 @@ def _compiled_flops(compiled) -> float:
 @dataclasses.dataclass
 class Trainer:
   """Everything the loop needs that depends only on config + mesh (nothing trained yet)."""
+
   model: nn.Module
   tx: optax.GradientTransformation
   mesh: Mesh
-  state_sharding: Any        # TrainState of NamedSharding
-  abstract_state: Any        # TrainState of sharded ShapeDtypeStruct
+  state_sharding: Any  # TrainState of NamedSharding
+  abstract_state: Any  # TrainState of sharded ShapeDtypeStruct
   batch_sharding: NamedSharding
-  step_fn: Any               # jitted train_step(state, batch) -> (state, metrics), donates state
+  abstract_batch: dict  # the global batch (jarl.batch.batch_spec) as sharded shapes
+  step_fn: Any  # jitted train_step(state, batch) -> (state, metrics), donates state
 
 
 def make_trainer(config, mesh: Mesh) -> Trainer:
   """Model, optimizer, abstract sharded state (via jax.eval_shape) and the jitted step."""
   sharding.check_rules(config.logical_axis_rules, mesh)
-  model = model_lib.build(config.model)
+  model = model_lib.build(config)
   schedule = optim.learning_rate_schedule(config.optimizer, config.total_steps)
   tx = optim.make_optimizer(config.optimizer, schedule)
   batch_sharding = sharding.batch_sharding(mesh, config.logical_axis_rules)
   replicated = NamedSharding(mesh, PartitionSpec())
-  dummy = model_lib.dummy_batch(config.model, 1)
+  dummy = batch_lib.dummy_batch(config, 1)
   # Boxed leaves carry the logical names into the optimizer moments too.
-  boxed = jax.eval_shape(functools.partial(train_step_lib.init_state, model, tx, dummy),
-                         jax.random.key(config.seed))
+  boxed = jax.eval_shape(
+    functools.partial(train_step_lib.init_state, model, tx, dummy), jax.random.key(config.seed)
+  )
   state_sharding = sharding.tree_shardings(boxed, mesh, config.logical_axis_rules)
-  abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                                nn.unbox(boxed), state_sharding)
-  metric_sharding = dict(loss=replicated, per_example_loss=batch_sharding,
-                         dataset_id=batch_sharding, grad_norm=replicated,
-                         param_norm=replicated, learning_rate=replicated, finite=replicated)
+  abstract_state = jax.tree.map(
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), nn.unbox(boxed), state_sharding
+  )
+  metric_sharding = dict(
+    loss=replicated,
+    per_example_loss=batch_sharding,
+    dataset_id=batch_sharding,
+    grad_norm=replicated,
+    param_norm=replicated,
+    learning_rate=replicated,
+    finite=replicated,
+  )
   # Per-loss parts (loss_decoder, loss_contrastive, ...) when auxiliary losses are on.
-  metric_sharding.update({f"loss_{t}": replicated for t in train_step_lib.loss_terms(config)})
+  metric_sharding.update({f"loss_{t}": replicated for t in losses.make_objective(config).terms})
   step = train_step_lib.make_train_step(model, tx, schedule, config)
   rules = sharding.logical_rules(config.logical_axis_rules)
 
@@ -104,25 +101,39 @@ def make_trainer(config, mesh: Mesh) -> Trainer:
     with nn.logical_axis_rules(rules):
       return step(state, batch)
 
-  step_fn = jax.jit(step_with_rules, in_shardings=(state_sharding, batch_sharding),
-                    out_shardings=(state_sharding, metric_sharding), donate_argnums=0)
-  return Trainer(model, tx, mesh, state_sharding, abstract_state, batch_sharding, step_fn)
+  step_fn = jax.jit(
+    step_with_rules,
+    in_shardings=(state_sharding, batch_sharding),
+    out_shardings=(state_sharding, metric_sharding),
+    donate_argnums=0,
+  )
+  abstract_batch = batch_lib.abstract_batch(config, config.global_batch_size, batch_sharding)
+  return Trainer(
+    model, tx, mesh, state_sharding, abstract_state, batch_sharding, abstract_batch, step_fn
+  )
 
 
 def initial_state(config, trainer: Trainer) -> train_step_lib.TrainState:
   """Fresh state, initialised directly in its shards; then `config.init_from` params."""
-  dummy = model_lib.dummy_batch(config.model, 1)
+  dummy = batch_lib.dummy_batch(config, 1)
   init = lambda rng: nn.unbox(train_step_lib.init_state(trainer.model, trainer.tx, dummy, rng))
   state = jax.jit(init, out_shardings=trainer.state_sharding)(jax.random.key(config.seed))
   if not config.init_from:
     return state
   loaded, report = checkpoint.load_params(config.init_from, trainer.abstract_state.params)
-  logging.info("init_from %s: loaded %d leaves; missing %s; unexpected %s; mismatched %s",
-               config.init_from, len(loaded), report["missing"], report["unexpected"],
-               report["mismatched"])
+  logging.info(
+    "init_from %s: loaded %d leaves; missing %s; unexpected %s; mismatched %s",
+    config.init_from,
+    len(loaded),
+    report["missing"],
+    report["unexpected"],
+    report["mismatched"],
+  )
   if not loaded:
-    raise ValueError(f"config.init_from={config.init_from!r}: no parameter matches the "
-                     f"model (mismatched: {report['mismatched'][:5]})")
+    raise ValueError(
+      f"config.init_from={config.init_from!r}: no parameter matches the "
+      f"model (mismatched: {report['mismatched'][:5]})"
+    )
 
   def take(path, fresh, spec):
     key = jax.tree_util.keystr(path)
@@ -146,24 +157,33 @@ def train_and_evaluate(config, workdir: str) -> train_step_lib.TrainState:
   # ---- Build and check everything before compiling anything. ----
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_rules(config.logical_axis_rules, mesh)
-  config_checks.check_training(config, sharding.batch_shards(mesh, config.logical_axis_rules))
+  config_checks.check(config, sharding.batch_shards(mesh, config.logical_axis_rules))
   tok = tokenizer.load(config.data.tokenizer)
   if tok.vocab_size != config.model.vocab_size:
-    raise ValueError(f"config.model.vocab_size={config.model.vocab_size} but tokenizer "
-                     f"config.data.tokenizer={config.data.tokenizer!r} has "
-                     f"{tok.vocab_size} pieces")
+    raise ValueError(
+      f"config.model.vocab_size={config.model.vocab_size} but tokenizer "
+      f"config.data.tokenizer={config.data.tokenizer!r} has "
+      f"{tok.vocab_size} pieces"
+    )
 
   with jax.set_mesh(mesh):
     trainer = make_trainer(config, mesh)
-    evaluators = registry.make_evaluators(config, model=trainer.model, mesh=mesh,
-                                          param_shardings=trainer.state_sharding.params)
+    evaluators = registry.make_evaluators(
+      config, model=trainer.model, mesh=mesh, param_shardings=trainer.state_sharding.params
+    )
 
     # ---- Resume or initialise. ----
-    ckpt = checkpoint.Checkpointer(workdir, every_steps=config.ckpt_every_steps,
-                                   keep=config.keep_checkpoints)
+    ckpt = checkpoint.Checkpointer(
+      workdir, every_steps=config.ckpt_every_steps, keep=config.keep_checkpoints
+    )
     train_data = pipeline.make_train_data(
-        config.data, global_batch_size=config.global_batch_size, seed=config.seed,
-        process_index=jax.process_index(), process_count=jax.process_count())
+      config.data,
+      global_batch_size=config.global_batch_size,
+      seed=config.seed,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      fields=batch_lib.batch_spec(config),
+    )
     writer = metrics_writer.make_writer(workdir)
     flag = preemption.PreemptionFlag()
     try:
@@ -171,9 +191,13 @@ def train_and_evaluate(config, workdir: str) -> train_step_lib.TrainState:
       if resumed:
         start_step, state, data_state = resumed
         if data_state is None:
-          logging.warning("%s/%d was written by a different number of processes: resuming "
-                          "the train state with a freshly started data pipeline (the data "
-                          "order differs from the interrupted run).", ckpt.directory, start_step)
+          logging.warning(
+            "%s/%d was written by a different number of processes: resuming "
+            "the train state with a freshly started data pipeline (the data "
+            "order differs from the interrupted run).",
+            ckpt.directory,
+            start_step,
+          )
         else:
           train_data.set_state(data_state)
         logging.info("Resumed from %s at step %d.", ckpt.directory, start_step)
@@ -181,25 +205,38 @@ def train_and_evaluate(config, workdir: str) -> train_step_lib.TrainState:
         start_step = 0
         state = initial_state(config, trainer)
         if evaluators:  # the starting point of every validation curve
-          writer.write_scalars(0, {k: v for e in evaluators for k, v in e.run(state.params).items()})
+          writer.write_scalars(
+            0, {k: v for e in evaluators for k, v in e.run(state.params).items()}
+          )
       save_config(config, workdir)  # after the restore: a mismatching model never overwrites it
 
       if start_step >= config.total_steps:
-        logging.info("Checkpoint step %d >= config.total_steps=%d: nothing to train.",
-                     start_step, config.total_steps)
+        logging.info(
+          "Checkpoint step %d >= config.total_steps=%d: nothing to train.",
+          start_step,
+          config.total_steps,
+        )
         return state
       # ---- Compile the step once, ahead of time. ----
       local_batch = next(train_data)
-      compiled = trainer.step_fn.lower(
-          trainer.abstract_state,
-          _abstract_batch(local_batch, config.global_batch_size, trainer.batch_sharding)
-      ).compile()
+      compiled = trainer.step_fn.lower(trainer.abstract_state, trainer.abstract_batch).compile()
       flops_per_step = _compiled_flops(compiled) * mesh.size
-      logging.info("Train step compiled: %.3g FLOPs per step (XLA cost analysis).",
-                   flops_per_step)
+      logging.info("Train step compiled: %.3g FLOPs per step (XLA cost analysis).", flops_per_step)
 
-      state = _train_loop(config, state, start_step, local_batch, compiled, train_data,
-                          ckpt, writer, flag, evaluators, trainer.batch_sharding, flops_per_step)
+      state = _train_loop(
+        config,
+        state,
+        start_step,
+        local_batch,
+        compiled,
+        train_data,
+        ckpt,
+        writer,
+        flag,
+        evaluators,
+        trainer.batch_sharding,
+        flops_per_step,
+      )
     finally:
       flag.restore_handler()
       ckpt.close()
@@ -209,33 +246,56 @@ def train_and_evaluate(config, workdir: str) -> train_step_lib.TrainState:
   return state
 
 
-def _train_loop(config, state, start_step, local_batch, compiled, train_data, ckpt, writer,
-                flag, evaluators, batch_sharding, flops_per_step):
+def _train_loop(
+  config,
+  state,
+  start_step,
+  local_batch,
+  compiled,
+  train_data,
+  ckpt,
+  writer,
+  flag,
+  evaluators,
+  batch_sharding,
+  flops_per_step,
+):
   """Steps start_step+1 .. total_steps; `local_batch` is the batch for the first one."""
   names = _dataset_names(config)
   report = periodic_actions.ReportProgress(
-      num_train_steps=config.total_steps, writer=writer, every_steps=config.log_every_steps,
-      every_secs=None)
+    num_train_steps=config.total_steps,
+    writer=writer,
+    every_steps=config.log_every_steps,
+    every_secs=None,
+  )
   hooks = [report]
   if config.profile_steps:
     # Steps 5.. after (re)start: past compilation and the first checkpoint/eval.
-    hooks.append(periodic_actions.Profile(logdir=ckpt.directory.parent, every_secs=None,
-                                          num_profile_steps=config.profile_steps,
-                                          profile_duration_ms=None,
-                                          first_profile=start_step + 5))
+    hooks.append(
+      periodic_actions.Profile(
+        logdir=ckpt.directory.parent,
+        every_secs=None,
+        num_profile_steps=config.profile_steps,
+        profile_duration_ms=None,
+        first_profile=start_step + 5,
+      )
+    )
+  batch_keys = tuple(batch_lib.batch_spec(config))  # host-only fields stay on the host
   per_dataset = {}  # dataset id -> [loss sum, count] since the last log
   skipped, last_log_time, last_log_step = 0, time.time(), start_step
   for step in range(start_step + 1, config.total_steps + 1):
     if step > start_step + 1:
       local_batch = next(train_data)
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
-      state, metrics = compiled(state, sharding.global_batch(
-          {k: local_batch[k] for k in BATCH_KEYS if k in local_batch}, batch_sharding))
+      state, metrics = compiled(
+        state, sharding.global_batch({k: local_batch[k] for k in batch_keys}, batch_sharding)
+      )
     if bool(metrics["finite"]):
       per_example = sharding.local_rows(metrics["per_example_loss"])
       train_data.update(dataset_id=local_batch["dataset_id"], loss=per_example, step=step)
-      for d, loss in zip(local_batch["dataset_id"][local_batch["mask"]],
-                         per_example[local_batch["mask"]]):
+      for d, loss in zip(
+        local_batch["dataset_id"][local_batch["mask"]], per_example[local_batch["mask"]]
+      ):
         acc = per_dataset.setdefault(int(d), [0.0, 0])
         acc[0] += float(loss)
         acc[1] += 1
@@ -245,24 +305,34 @@ def _train_loop(config, state, start_step, local_batch, compiled, train_data, ck
       ckpt.wait()
       last = ckpt.latest_step()
       raise FloatingPointError(
-          f"Non-finite loss or gradients at step {step} (loss={float(metrics['loss'])}, "
-          f"grad_norm={float(metrics['grad_norm'])}); last good checkpoint: "
-          f"{ckpt.directory / str(last) if last else 'none'}. "
-          "Set config.skip_nonfinite=True to drop such updates instead.")
+        f"Non-finite loss or gradients at step {step} (loss={float(metrics['loss'])}, "
+        f"grad_norm={float(metrics['grad_norm'])}); last good checkpoint: "
+        f"{ckpt.directory / str(last) if last else 'none'}. "
+        "Set config.skip_nonfinite=True to drop such updates instead."
+      )
     for hook in hooks:
       hook(step)
 
     if step % config.log_every_steps == 0 or step == config.total_steps:
       elapsed = max(time.time() - last_log_time, 1e-9)
       steps_done = step - last_log_step
-      scalars = {f"train/{k}": float(metrics[k])
-                 for k in ("loss", "grad_norm", "param_norm", "learning_rate")}
-      scalars.update({f"train/loss_{names[d] if d < len(names) else d}": s / max(n, 1)
-                      for d, (s, n) in per_dataset.items()})
-      scalars.update({f"train/{k}": float(v) for k, v in metrics.items()
-                      if k.startswith("loss_")})
-      scalars.update({k if k.startswith("data/") else f"data/{k}": float(v)
-                      for k, v in train_data.stats().items()})
+      scalars = {
+        f"train/{k}": float(metrics[k])
+        for k in ("loss", "grad_norm", "param_norm", "learning_rate")
+      }
+      scalars.update(
+        {
+          f"train/loss_{names[d] if d < len(names) else d}": s / max(n, 1)
+          for d, (s, n) in per_dataset.items()
+        }
+      )
+      scalars.update({f"train/{k}": float(v) for k, v in metrics.items() if k.startswith("loss_")})
+      scalars.update(
+        {
+          k if k.startswith("data/") else f"data/{k}": float(v)
+          for k, v in train_data.stats().items()
+        }
+      )
       scalars["data/batch_crc32"] = float(zlib.crc32(np.ascontiguousarray(local_batch["target"])))
       scalars["train/skipped_nonfinite"] = float(skipped)
       scalars["perf/examples_per_s"] = config.global_batch_size * steps_done / elapsed

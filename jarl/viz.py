@@ -11,6 +11,7 @@ Nv + Nt + M input tokens (image patches, encoder-text pieces, previous joint tok
 `joint_token_maps` splits those maps into the three parts, the image part on the
 patch grid. Matplotlib is imported lazily: the package does not depend on it.
 """
+
 import dataclasses
 import functools
 import json
@@ -25,7 +26,7 @@ from jarl import predict
 from jarl.models import model as model_lib
 
 METRICS_FILE = "metrics.jsonl"  # written by jarl.metrics_writer
-LOG_FILE = "train.log"          # train_live's child process writes its log here
+LOG_FILE = "train.log"  # train_live's child process writes its log here
 # plot_joint_tokens draws no heat map for a token with less weight than this on the image.
 MIN_IMAGE_SHARE = 0.1
 
@@ -62,6 +63,7 @@ def plot_training(records: list[dict], title: str = ""):
   adaptive sampler's source weights when there are several sources, else eval
   accuracies. -> matplotlib Figure."""
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
   keys = sorted({k for r in records for k in r})
   per_source = [k for k in keys if k.startswith("train/loss_")]
   losses = per_source or [k for k in keys if k == "train/loss"]
@@ -75,10 +77,14 @@ def plot_training(records: list[dict], title: str = ""):
     axes[0].plot(*series(records, k), "o--", label=k)
   axes[0].set(xlabel="step", ylabel="token cross-entropy", yscale="log", title="loss")
   for k in right:
-    axes[1].plot(*series(records, k), "-" if k in weights else "o-",
-                 label=k.removeprefix("data/weight/"))
-  axes[1].set(xlabel="step", title="sampler weight per source" if right is weights
-              else "accuracy", ylim=(0, 1))
+    axes[1].plot(
+      *series(records, k), "-" if k in weights else "o-", label=k.removeprefix("data/weight/")
+    )
+  axes[1].set(
+    xlabel="step",
+    title="sampler weight per source" if right is weights else "accuracy",
+    ylim=(0, 1),
+  )
   for ax in axes:
     if ax.lines:
       ax.legend(fontsize=8)
@@ -95,11 +101,13 @@ def _train_child(config, workdir: str):
   os.dup2(log, 1)  # absl, TensorFlow and XLA write to the file descriptors directly
   os.dup2(log, 2)
   from jarl import train  # pylint: disable=import-outside-toplevel  (clu, TensorFlow)
+
   train.train_and_evaluate(config, workdir)
 
 
-def train_live(config, workdir: str, *, every_s: float = 5.0, title: str = "",
-               show=None) -> list[dict]:
+def train_live(
+  config, workdir: str, *, every_s: float = 5.0, title: str = "", show=None
+) -> list[dict]:
   """Runs `jarl.train.train_and_evaluate(config, workdir)` and redraws `plot_training`
   every `every_s` seconds until it ends; returns the metric records.
 
@@ -111,6 +119,7 @@ def train_live(config, workdir: str, *, every_s: float = 5.0, title: str = "",
   `config.total_steps`, trains on). `show(fig)` replaces the notebook display.
   """
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
   if show is None:
     from IPython import display  # pylint: disable=import-outside-toplevel
 
@@ -120,7 +129,8 @@ def train_live(config, workdir: str, *, every_s: float = 5.0, title: str = "",
 
   # spawn, not fork: the parent has JAX's thread pools running, which fork does not copy.
   child = multiprocessing.get_context("spawn").Process(
-      target=_train_child, args=(config, workdir), daemon=True)
+    target=_train_child, args=(config, workdir), daemon=True
+  )
   child.start()
   drawn = -1
   try:
@@ -142,8 +152,10 @@ def train_live(config, workdir: str, *, every_s: float = 5.0, title: str = "",
   if child.exitcode != 0:
     with open(os.path.join(workdir, LOG_FILE), encoding="utf-8", errors="replace") as f:
       tail = f.read()[-3000:]
-    raise RuntimeError(f"training in {workdir} failed (exit code {child.exitcode}); end of "
-                       f"{os.path.join(workdir, LOG_FILE)}:\n{tail}")
+    raise RuntimeError(
+      f"training in {workdir} failed (exit code {child.exitcode}); end of "
+      f"{os.path.join(workdir, LOG_FILE)}:\n{tail}"
+    )
   return read_metrics(workdir)
 
 
@@ -156,6 +168,7 @@ class JointTokenMaps:
   vision[k] [M, gh, gw], text[k] [M, Nw], joint[k] [M, M] (weights on the previous joint
   tokens). Each token's weights over all three parts sum to 1 (the TokenLearner softmax).
   """
+
   image: np.ndarray
   pieces: list
   vision: list
@@ -164,8 +177,14 @@ class JointTokenMaps:
 
   def mass(self, iteration: int) -> np.ndarray:
     """[M, 3]: each token's total weight on image patches, text pieces, joint tokens."""
-    return np.stack([self.vision[iteration].sum((1, 2)), self.text[iteration].sum(1),
-                     self.joint[iteration].sum(1)], axis=1)
+    return np.stack(
+      [
+        self.vision[iteration].sum((1, 2)),
+        self.text[iteration].sum(1),
+        self.joint[iteration].sum(1),
+      ],
+      axis=1,
+    )
 
 
 def split_weights(weights: np.ndarray, grid: tuple, text_mask: np.ndarray):
@@ -175,11 +194,13 @@ def split_weights(weights: np.ndarray, grid: tuple, text_mask: np.ndarray):
   gh, gw = grid
   nv, nt = gh * gw, text_mask.shape[0]
   if weights.shape[1] <= nv + nt:
-    raise ValueError(f"reducer weights of shape {weights.shape} cannot hold {nv} patches "
-                     f"({gh}x{gw} grid) + {nt} text positions + the joint tokens")
+    raise ValueError(
+      f"reducer weights of shape {weights.shape} cannot hold {nv} patches "
+      f"({gh}x{gw} grid) + {nt} text positions + the joint tokens"
+    )
   vision = weights[:, :nv].reshape(-1, gh, gw)
-  text = weights[:, nv:nv + nt][:, np.asarray(text_mask, bool)]
-  return vision, text, weights[:, nv + nt:]
+  text = weights[:, nv : nv + nt][:, np.asarray(text_mask, bool)]
+  return vision, text, weights[:, nv + nt :]
 
 
 # id(model) -> (model, jitted Model.encode): one compilation per model, not per call
@@ -190,8 +211,10 @@ _ENCODERS = {}
 
 def _encoder(model):
   if id(model) not in _ENCODERS:
-    _ENCODERS[id(model)] = (model, jax.jit(functools.partial(
-        model.apply, method=model_lib.Model.encode)))
+    _ENCODERS[id(model)] = (
+      model,
+      jax.jit(functools.partial(model.apply, method=model_lib.Model.encode)),
+    )
   return _ENCODERS[id(model)][1]
 
 
@@ -201,7 +224,7 @@ def text_pieces(tokenizer, ids) -> list[str]:
   pieces, previous = [], ""
   for n in range(1, len(ids) + 1):
     text = tokenizer.decode(list(ids[:n]))
-    piece = text[len(previous):] if text.startswith(previous) else tokenizer.decode([ids[n - 1]])
+    piece = text[len(previous) :] if text.startswith(previous) else tokenizer.decode([ids[n - 1]])
     pieces.append("\u2581" + piece[1:] if piece.startswith(" ") else piece or "\u2581")
     previous = text
   return pieces
@@ -212,19 +235,26 @@ def joint_token_maps(predictor, image, question: str, task: str = "vqa") -> Join
   array) and `question`, as the predictor's model computes them for `task`."""
   config = predictor.config
   if config.model.fusion.type != "jarl":
-    raise ValueError(f"config.model.fusion.type={config.model.fusion.type!r}: only the "
-                     "'jarl' fusion has joint tokens to draw")
+    raise ValueError(
+      f"config.model.fusion.type={config.model.fusion.type!r}: only the "
+      "'jarl' fusion has joint tokens to draw"
+    )
   pixels = predict.read_image(image, int(config.data.image_size))
-  ids, _ = predictor.tokenizer.encode_fixed(predict.encoder_text(task, question),
-                                            int(config.data.text_len), add_eos=False)
+  ids, _ = predictor.tokenizer.encode_fixed(
+    predict.encoder_text(task, question), int(config.data.text_len), add_eos=False
+  )
   _, _, out = _encoder(predictor.model)({"params": predictor.params}, pixels[None], ids[None])
-  if out["grid"] is None:
-    raise ValueError("config.model.vision.reducer='elip' pruned the patch grid: the image "
-                     "part of the maps has no grid to draw on")
-  grid = tuple(int(g) for g in out["grid"])
+  if out["img/grid"] is None:
+    raise ValueError(
+      "config.model.vision.token_pruning='elip' pruned the patch grid: the "
+      "image part of the maps has no grid to draw on"
+    )
+  grid = tuple(int(g) for g in out["img/grid"])
   mask = ids != 0
-  parts = [split_weights(np.asarray(jax.device_get(out[f"reducer_weights_{k}"][0])), grid,
-                         mask) for k in range(len(config.model.fusion.vision_taps))]
+  parts = [
+    split_weights(np.asarray(jax.device_get(out[f"fusion/weights_{k}"][0])), grid, mask)
+    for k in range(len(config.model.fusion.vision_taps))
+  ]
   pieces = text_pieces(predictor.tokenizer, ids[mask])
   vision, text, joint = (list(p) for p in zip(*parts))
   return JointTokenMaps(pixels, pieces, vision, text, joint)
@@ -248,14 +278,19 @@ def plot_joint_tokens(maps: JointTokenMaps, iteration: int = -1, title: str = ""
   on image / text / previous joint tokens), and below, its weights over the encoder-text
   pieces."""
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
   vision, text = maps.vision[iteration], maps.text[iteration]
   mass = maps.mass(iteration)
   m = vision.shape[0]
   image = to_uint8(maps.image)
   size = image.shape[0]
-  fig, axes = plt.subplots(2, m, figsize=(1.7 * m, 1.9 + 0.19 * len(maps.pieces)),
-                           gridspec_kw=dict(height_ratios=[1.7, 0.19 * len(maps.pieces)]),
-                           squeeze=False)
+  fig, axes = plt.subplots(
+    2,
+    m,
+    figsize=(1.7 * m, 1.9 + 0.19 * len(maps.pieces)),
+    gridspec_kw=dict(height_ratios=[1.7, 0.19 * len(maps.pieces)]),
+    squeeze=False,
+  )
   ymax = max(float(text.max()), 1e-6)
   for j in range(m):
     ax = axes[0, j]
@@ -266,8 +301,9 @@ def plot_joint_tokens(maps: JointTokenMaps, iteration: int = -1, title: str = ""
       ax.imshow(heat, cmap="inferno", alpha=0.6, vmin=0, vmax=1)
     else:  # a map scaled to its maximum would make a token that ignores the image look bright
       ax.imshow(image, interpolation="nearest", alpha=0.25)
-    ax.set_title(f"token {j}\nimg {mass[j, 0]:.0%} txt {mass[j, 1]:.0%}\njoint {mass[j, 2]:.0%}",
-                 fontsize=8)
+    ax.set_title(
+      f"token {j}\nimg {mass[j, 0]:.0%} txt {mass[j, 1]:.0%}\njoint {mass[j, 2]:.0%}", fontsize=8
+    )
     ax.axis("off")
     ax = axes[1, j]
     ax.barh(np.arange(len(maps.pieces)), text[j], color="tab:blue")
@@ -282,20 +318,25 @@ def plot_joint_tokens(maps: JointTokenMaps, iteration: int = -1, title: str = ""
   return fig
 
 
-def plot_answers(images, questions, predictions, truths, *, captions=None, ncols: int = 4,
-                 title: str = ""):
+def plot_answers(
+  images, questions, predictions, truths, *, captions=None, ncols: int = 4, title: str = ""
+):
   """A grid of images titled question / predicted / truth, green when the prediction is
   right (exact match), red when wrong. images: uint8 [S, S, 3] or float in [-1, 1]."""
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
   n = len(images)
   if not n == len(questions) == len(predictions) == len(truths):
-    raise ValueError(f"{n} images, {len(questions)} questions, {len(predictions)} "
-                     f"predictions, {len(truths)} truths: need one of each per image")
+    raise ValueError(
+      f"{n} images, {len(questions)} questions, {len(predictions)} "
+      f"predictions, {len(truths)} truths: need one of each per image"
+    )
   ncols = max(1, min(ncols, n))
   nrows = -(-n // ncols)
   # Constrained layout: tight_layout lets a suptitle overlap the first row's titles.
-  fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.6 * nrows), squeeze=False,
-                           layout="constrained")
+  fig, axes = plt.subplots(
+    nrows, ncols, figsize=(3.2 * ncols, 3.6 * nrows), squeeze=False, layout="constrained"
+  )
   for ax in axes.flat:
     ax.axis("off")
   for i, ax in enumerate(axes.flat[:n]):
@@ -311,17 +352,20 @@ def plot_answers(images, questions, predictions, truths, *, captions=None, ncols
   return fig
 
 
-
 def plot_scene_qa(image, questions, predictions, truths, *, caption=None, true_captions=()):
   """One scene: the image beside its questions with the model's answers (green when
   they match the truth, red with the truth when not), and optionally its caption."""
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
   if not len(questions) == len(predictions) == len(truths):
-    raise ValueError(f"{len(questions)} questions, {len(predictions)} predictions, "
-                     f"{len(truths)} truths: need one of each per question")
+    raise ValueError(
+      f"{len(questions)} questions, {len(predictions)} predictions, "
+      f"{len(truths)} truths: need one of each per question"
+    )
   lines = len(questions) + (2 + len(true_captions) if caption is not None else 0)
-  fig, (left, right) = plt.subplots(1, 2, figsize=(10, max(3.0, 0.27 * lines + 0.6)),
-                                    gridspec_kw=dict(width_ratios=[1, 2.2]))
+  fig, (left, right) = plt.subplots(
+    1, 2, figsize=(10, max(3.0, 0.27 * lines + 0.6)), gridspec_kw=dict(width_ratios=[1, 2.2])
+  )
   image = image if np.asarray(image).dtype == np.uint8 else to_uint8(image)
   left.imshow(image, interpolation="nearest")
   left.axis("off")
@@ -336,8 +380,14 @@ def plot_scene_qa(image, questions, predictions, truths, *, caption=None, true_c
     y -= step
   for q, p, t in zip(questions, predictions, truths):
     ok = p.strip() == t.strip()
-    right.text(0, y, f"{q}?  {p}" + ("" if ok else f"   (truth: {t})"), fontsize=9,
-               va="top", color="darkgreen" if ok else "firebrick")
+    right.text(
+      0,
+      y,
+      f"{q}?  {p}" + ("" if ok else f"   (truth: {t})"),
+      fontsize=9,
+      va="top",
+      color="darkgreen" if ok else "firebrick",
+    )
     y -= step
   fig.tight_layout()
   return fig

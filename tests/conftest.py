@@ -1,6 +1,46 @@
-"""Test set-up: 8 fake CPU devices so sharding tests run anywhere."""
+"""Test set-up: 8 fake CPU devices so sharding tests run anywhere, and the shared tiny
+config, batch and parameters (configs/pretrain.py:tiny; helpers in train_fixtures.py)."""
+
 import os
 
 # Must be set before JAX initialises its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+# train_fixtures (JAX, the trainer) is imported inside the fixtures: tests that need none
+# of them start without it.
+
+
+@pytest.fixture
+def tiny_config():
+  """A fresh configs/pretrain.py:tiny (tests may edit it)."""
+  from configs import pretrain  # pylint: disable=import-outside-toplevel
+
+  return pretrain.get_config("tiny")
+
+
+@pytest.fixture
+def tiny_batch(tiny_config):
+  """A deterministic batch of 8 with the tiny config's shapes (train_fixtures.batch)."""
+  import train_fixtures  # pylint: disable=import-outside-toplevel
+
+  return train_fixtures.batch(tiny_config, 8, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_and_params():
+  """(model, params) of configs/pretrain.py:tiny, initialised once per session with
+  jax.random.key(0); params are unboxed and must not be mutated."""
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+
+  from configs import pretrain  # pylint: disable=import-outside-toplevel
+  from jarl import batch as batch_lib  # pylint: disable=import-outside-toplevel
+  from jarl.models import model as model_lib  # pylint: disable=import-outside-toplevel
+
+  config = pretrain.get_config("tiny")
+  model = model_lib.build(config)
+  params = nn.unbox(model.init(jax.random.key(0), **batch_lib.dummy_batch(config))["params"])
+  return model, params

@@ -1,16 +1,15 @@
 """Orbax checkpointing: round trip, keep-K, corrupt latest, shape mismatch, init_from."""
+
 import os
 
 import jax
-from jax.sharding import NamedSharding, PartitionSpec
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 import numpy as np
 import optax
 import pytest
 
-from jarl import checkpoint
-from jarl import sharding
-from jarl import train_step
+from jarl import checkpoint, sharding, train_step
 
 
 def _mesh():
@@ -19,16 +18,22 @@ def _mesh():
 
 def _state(mesh, width=4, scale=1.0, extra=False):
   """A small sharded TrainState with an Adam state, like the trainer's."""
-  params = {"dense": {"kernel": jnp.arange(8 * width, dtype=jnp.float32).reshape(8, width) * scale,
-                      "bias": jnp.full((width,), scale)}}
+  params = {
+    "dense": {
+      "kernel": jnp.arange(8 * width, dtype=jnp.float32).reshape(8, width) * scale,
+      "bias": jnp.full((width,), scale),
+    }
+  }
   if extra:
     params["head"] = {"kernel": jnp.ones((width, 3))}
   tx = optax.adam(1e-3)
-  state = train_step.TrainState(step=jnp.array(7, jnp.int32), params=params,
-                                opt_state=tx.init(params))
+  state = train_step.TrainState(
+    step=jnp.array(7, jnp.int32), params=params, opt_state=tx.init(params)
+  )
   fsdp = NamedSharding(mesh, PartitionSpec("fsdp"))
-  shardings = jax.tree.map(lambda x: fsdp if x.ndim == 2 else NamedSharding(mesh, PartitionSpec()),
-                           state)
+  shardings = jax.tree.map(
+    lambda x: fsdp if x.ndim == 2 else NamedSharding(mesh, PartitionSpec()), state
+  )
   return jax.device_put(state, shardings)
 
 
@@ -49,8 +54,9 @@ def test_round_trip_keeps_values_shardings_and_data_state(tmp_path):
   step, restored, data_state = again.restore_latest(_abstract(state))
   again.close()
   assert step == 4 and data_state == {"epoch": 2, "weights": [0.5, 0.5]}
-  np.testing.assert_array_equal(restored.params["dense"]["kernel"],
-                                np.arange(32, dtype=np.float32).reshape(8, 4) * 2.0)
+  np.testing.assert_array_equal(
+    restored.params["dense"]["kernel"], np.arange(32, dtype=np.float32).reshape(8, 4) * 2.0
+  )
   assert restored.params["dense"]["kernel"].sharding.spec == PartitionSpec("fsdp")
   assert int(restored.step) == 7
 
@@ -80,9 +86,11 @@ def test_keeps_only_the_last_k(tmp_path):
 
 
 def test_should_save_periodic_and_final():
-  ckpt_steps = [s for s in range(1, 11)
-                if checkpoint.Checkpointer.should_save(
-                    type("C", (), {"every_steps": 4})(), s, 10)]
+  ckpt_steps = [
+    s
+    for s in range(1, 11)
+    if checkpoint.Checkpointer.should_save(type("C", (), {"every_steps": 4})(), s, 10)
+  ]
   assert ckpt_steps == [4, 8, 10]
 
 
@@ -122,13 +130,18 @@ def test_load_params_reports_missing_unexpected_and_mismatched(tmp_path):
   ckpt = checkpoint.Checkpointer(str(tmp_path), every_steps=1, keep=3)
   ckpt.save(5, _state(mesh, width=4, scale=3.0, extra=True), {})
   ckpt.close()
-  target = {"dense": {"kernel": jax.ShapeDtypeStruct((8, 4), jnp.float32),
-                      "bias": jax.ShapeDtypeStruct((5,), jnp.float32)},
-            "new": {"kernel": jax.ShapeDtypeStruct((2, 2), jnp.float32)}}
+  target = {
+    "dense": {
+      "kernel": jax.ShapeDtypeStruct((8, 4), jnp.float32),
+      "bias": jax.ShapeDtypeStruct((5,), jnp.float32),
+    },
+    "new": {"kernel": jax.ShapeDtypeStruct((2, 2), jnp.float32)},
+  }
   loaded, report = checkpoint.load_params(str(tmp_path), target)
   assert sorted(loaded) == ["['dense']['kernel']"]
-  np.testing.assert_array_equal(loaded["['dense']['kernel']"],
-                                np.arange(32, dtype=np.float32).reshape(8, 4) * 3.0)
+  np.testing.assert_array_equal(
+    loaded["['dense']['kernel']"], np.arange(32, dtype=np.float32).reshape(8, 4) * 3.0
+  )
   assert report["missing"] == ["['new']['kernel']"]
   assert report["unexpected"] == ["['head']['kernel']"]
   assert report["mismatched"] == ["['dense']['bias']: checkpoint (4,) vs model (5,)"]

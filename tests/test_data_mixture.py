@@ -1,4 +1,5 @@
 """Adaptive mixture weights: policies, floor, draws, state."""
+
 import json
 
 import numpy as np

@@ -1,12 +1,13 @@
 """Grain pipelines: determinism, sharding, skipping bad records, exact state round-trip."""
+
 import io
 import json
 
+from array_record.python.array_record_module import ArrayRecordWriter
 import ml_collections
 import numpy as np
-import pytest
-from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
+import pytest
 
 from jarl.data import pipeline, sources, tokenizer
 
@@ -21,7 +22,10 @@ def _png(value: int) -> bytes:
 
 def _words(k: int) -> str:
   # Distinct captions the shapes tokenizer spells exactly.
-  colours, shapes_ = ["red", "green", "blue", "yellow", "purple"], ["circle", "square", "triangle", "diamond"]
+  colours, shapes_ = (
+    ["red", "green", "blue", "yellow", "purple"],
+    ["circle", "square", "triangle", "diamond"],
+  )
   return f"a {colours[k % 5]} {shapes_[(k // 5) % 4]} and {['one', 'two', 'three'][k // 20]} shapes"
 
 
@@ -38,30 +42,48 @@ def record_files(tmp_path_factory):
   good = [sources.encode_record({"captions": [_words(k)]}, _png(8 * k)) for k in range(30)]
   _write(root / "good.arrayrecord", good)
   bad = [sources.encode_record({"captions": [_words(k)]}, _png(8 * k)) for k in range(12)]
-  bad += [b"garbage", b"JRL1\xff\xff\xff\xff"]                                     # bad_record
+  bad += [b"garbage", b"JRL1\xff\xff\xff\xff"]  # bad_record
   bad += [sources.encode_record({"captions": ["a red circle"]}, b"\x89PNG broken")] * 2  # bad_image
-  bad += [sources.encode_record({"questions": ["what"]}, _png(1))] * 2              # missing_field
-  bad += [sources.encode_record({"captions": ["   "]}, _png(1))] * 2                # empty_text
+  bad += [sources.encode_record({"questions": ["what"]}, _png(1))] * 2  # missing_field
+  bad += [sources.encode_record({"captions": ["   "]}, _png(1))] * 2  # empty_text
   _write(root / "mixed.arrayrecord", bad)
   _write(root / "allbad.arrayrecord", [b"nope"] * 5)
   return root
 
 
 def _config(sources_, **kw):
-  d = ml_collections.ConfigDict(dict(
-      image_size=16, tokenizer="shapes", text_len=12, target_len=12, shuffle_seed=0,
-      num_workers=0, read_threads=0, augment=True, sources=sources_,
-      sampling=dict(policy="loss", update_every=2, tau=1.0, epsilon=0.05, smoothing=0.5)))
+  d = ml_collections.ConfigDict(
+    dict(
+      image_size=16,
+      tokenizer="shapes",
+      text_len=12,
+      target_len=12,
+      shuffle_seed=0,
+      num_workers=0,
+      read_threads=0,
+      augment=True,
+      sources=sources_,
+      sampling=dict(policy="loss", update_every=2, tau=1.0, epsilon=0.05, smoothing=0.5),
+    )
+  )
   d.update(kw)
   return d
 
 
 def _mixed_config(files, **kw):
-  return _config([
+  return _config(
+    [
       dict(name="shapes_cap", source="shapes:train", task="caption", weight=1.0),
       dict(name="shapes_vqa", source="shapes:train", task="vqa", weight=1.0),
-      dict(name="records", source=f"arrayrecord:{files}/mixed.arrayrecord", task="prefix_lm",
-           weight=2.0)], **kw)
+      dict(
+        name="records",
+        source=f"arrayrecord:{files}/mixed.arrayrecord",
+        task="prefix_lm",
+        weight=2.0,
+      ),
+    ],
+    **kw,
+  )
 
 
 def _take(td, n, feed=True, start=1):
@@ -83,8 +105,9 @@ def _assert_same(xs, ys):
 
 
 def test_batch_layout_and_values(record_files):
-  td = pipeline.make_train_data(_mixed_config(record_files), global_batch_size=16, seed=0,
-                                process_index=0, process_count=1)
+  td = pipeline.make_train_data(
+    _mixed_config(record_files), global_batch_size=16, seed=0, process_index=0, process_count=1
+  )
   b = next(td)
   td.close()
   assert b["image"].dtype == np.float32 and b["image"].shape == (16, 16, 16, 3)
@@ -103,8 +126,9 @@ def test_same_seed_same_batches_other_seed_other_batches(record_files):
   cfg = _mixed_config(record_files)
   runs = []
   for seed in (0, 0, 1):
-    td = pipeline.make_train_data(cfg, global_batch_size=8, seed=seed, process_index=0,
-                                  process_count=1)
+    td = pipeline.make_train_data(
+      cfg, global_batch_size=8, seed=seed, process_index=0, process_count=1
+    )
     runs.append(_take(td, 3))
     td.close()
   _assert_same(runs[0], runs[1])
@@ -130,8 +154,13 @@ def test_state_round_trip_resumes_the_exact_sequence(record_files):
 
 
 def test_process_shards_are_disjoint_and_cover_the_source(record_files):
-  cfg = _config([dict(name="r", source=f"arrayrecord:{record_files}/good.arrayrecord",
-                      task="caption", weight=1.0)])
+  cfg = _config(
+    [
+      dict(
+        name="r", source=f"arrayrecord:{record_files}/good.arrayrecord", task="caption", weight=1.0
+      )
+    ]
+  )
   seen = []
   for p in range(3):
     ds, n = pipeline.train_source_dataset(cfg, 0, seed=0, process_index=p, process_count=3)
@@ -144,16 +173,29 @@ def test_process_shards_are_disjoint_and_cover_the_source(record_files):
 
 
 def test_bad_records_are_skipped_and_counted(record_files):
-  cfg = _config([dict(name="m", source=f"arrayrecord:{record_files}/mixed.arrayrecord",
-                      task="caption", weight=1.0)])
-  ev = pipeline.make_eval_data(cfg, dict(source=f"arrayrecord:{record_files}/mixed.arrayrecord",
-                                         task="caption", num_examples=20, batch_size=8),
-                               batch_size=8, process_index=0, process_count=1)
+  cfg = _config(
+    [
+      dict(
+        name="m", source=f"arrayrecord:{record_files}/mixed.arrayrecord", task="caption", weight=1.0
+      )
+    ]
+  )
+  ev = pipeline.make_eval_data(
+    cfg,
+    dict(
+      source=f"arrayrecord:{record_files}/mixed.arrayrecord",
+      task="caption",
+      num_examples=20,
+      batch_size=8,
+    ),
+    batch_size=8,
+    process_index=0,
+    process_count=1,
+  )
   batches = list(ev)
   assert ev.skipped == {"bad_record": 2, "bad_image": 2, "missing_field": 2, "empty_text": 2}
   assert sum(int(b["mask"].sum()) for b in batches) == 12
-  td = pipeline.make_train_data(cfg, global_batch_size=24, seed=0, process_index=0,
-                                process_count=1)
+  td = pipeline.make_train_data(cfg, global_batch_size=24, seed=0, process_index=0, process_count=1)
   b = next(td)  # two epochs' worth of good records
   stats = td.stats()
   td.close()
@@ -165,8 +207,7 @@ def test_bad_records_are_skipped_and_counted(record_files):
 def test_a_source_with_nothing_usable_fails_naming_it(record_files):
   spec = f"arrayrecord:{record_files}/allbad.arrayrecord"
   cfg = _config([dict(name="dead", source=spec, task="caption", weight=1.0)])
-  td = pipeline.make_train_data(cfg, global_batch_size=4, seed=0, process_index=0,
-                                process_count=1)
+  td = pipeline.make_train_data(cfg, global_batch_size=4, seed=0, process_index=0, process_count=1)
   with pytest.raises(RuntimeError, match="allbad.arrayrecord.*dead"):
     next(td)
 
@@ -192,21 +233,47 @@ def test_eval_counts_every_example_once_across_processes(record_files):
 
 def test_vqa_eval_batches_carry_reference_answers():
   cfg = _config([dict(name="s", source="shapes:validation", task="vqa", weight=1.0)])
-  ev = pipeline.make_eval_data(cfg, dict(source="shapes:validation", task="vqa",
-                                         num_examples=8, batch_size=8),
-                               batch_size=8, process_index=0, process_count=1)
+  ev = pipeline.make_eval_data(
+    cfg,
+    dict(source="shapes:validation", task="vqa", num_examples=8, batch_size=8),
+    batch_size=8,
+    process_index=0,
+    process_count=1,
+  )
   (b,) = list(ev)
   for t, ans in zip(b["target"], b["answers"]):
     assert TOK.decode(t) == ans[0]
   assert {a[0] for a in b["answers"]} <= set(
-      ["yes", "no", "small", "large", "red", "green", "blue", "yellow", "purple", "orange",
-       "circle", "square", "triangle", "diamond", "zero", "one", "two", "three", "four",
-       "five", "six"])
+    [
+      "yes",
+      "no",
+      "small",
+      "large",
+      "red",
+      "green",
+      "blue",
+      "yellow",
+      "purple",
+      "orange",
+      "circle",
+      "square",
+      "triangle",
+      "diamond",
+      "zero",
+      "one",
+      "two",
+      "three",
+      "four",
+      "five",
+      "six",
+    ]
+  )
 
 
 def test_flip_mirrors_the_image_and_swaps_left_and_right():
   assert pipeline._swap_left_right("a red circle left of a square, right?") == (
-      "a red circle right of a square, left?")
+    "a red circle right of a square, left?"
+  )
   image = np.zeros([10, 10, 3], np.uint8)
   image[:, :3] = 255
   for seed in range(20):
@@ -227,16 +294,21 @@ def test_unknown_source_spec_names_the_config_key():
 def test_canonical_maps_common_tfds_field_names():
   rec = sources.canonical({"image": b"x", "captions": {"text": np.array([b"a cat", b"a dog"])}})
   assert rec["captions"] == ["a cat", "a dog"]
-  rec = sources.canonical({"image": b"x", "question": b"what colour",
-                           "answers": np.array([b"red", b"red", b"blue"])})
+  rec = sources.canonical(
+    {"image": b"x", "question": b"what colour", "answers": np.array([b"red", b"red", b"blue"])}
+  )
   assert rec["questions"] == ["what colour"] and rec["answers"] == [["red", "red", "blue"]]
-  rec = sources.canonical({"image": b"x", "hypothesis": "a cat sleeps", "label": 2},
-                          label_names=["entailment", "neutral", "contradiction"])
+  rec = sources.canonical(
+    {"image": b"x", "hypothesis": "a cat sleeps", "label": 2},
+    label_names=["entailment", "neutral", "contradiction"],
+  )
   assert rec["hypotheses"] == ["a cat sleeps"] and rec["labels"] == ["contradiction"]
 
 
 @pytest.mark.parametrize("workers,threads", [(0, 4), (2, 0)])
-def test_state_round_trip_with_prefetch_threads_and_worker_processes(record_files, workers, threads):
+def test_state_round_trip_with_prefetch_threads_and_worker_processes(
+  record_files, workers, threads
+):
   cfg = _mixed_config(record_files, num_workers=workers, read_threads=threads)
   serial = _mixed_config(record_files)
   kw = dict(global_batch_size=8, seed=3, process_index=0, process_count=1)

@@ -1,4 +1,5 @@
 """The built-in shapes world: deterministic, and its texts are true of its pixels."""
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -62,7 +63,7 @@ def test_relation_questions_match_object_positions_in_the_image():
       if not q.startswith("is the "):  # the relation questions
         continue
       # Only pairs named by colour+shape whose colour is unique let us find them in pixels.
-      parts = q[len("is the "):]
+      parts = q[len("is the ") :]
       for rel in ("left of", "right of", "above", "below"):
         if f" {rel} the " in parts:
           first, second = parts.split(f" {rel} the ")
@@ -78,8 +79,12 @@ def test_relation_questions_match_object_positions_in_the_image():
         ys, xs = np.nonzero(np.all(ex["image"] == np.array(shapes.COLOURS[c], np.uint8), -1))
         centre.append((ys.mean(), xs.mean()))
       (y1, x1), (y2, x2) = centre
-      truth = {"left of": x1 < x2 - 5, "right of": x1 > x2 + 5, "above": y1 < y2 - 5,
-               "below": y1 > y2 + 5}[rel]
+      truth = {
+        "left of": x1 < x2 - 5,
+        "right of": x1 > x2 + 5,
+        "above": y1 < y2 - 5,
+        "below": y1 > y2 + 5,
+      }[rel]
       assert (a == "yes") == truth, (i, q, a, centre)
       checked += 1
   assert checked > 10
@@ -101,8 +106,14 @@ def test_objects_stay_inside_the_crop_margin():
   for i in range(100):
     img = shapes.example("train", i, size)["image"]
     grey = img[0, 0]
-    border = np.concatenate([img[:edge].reshape(-1, 3), img[-edge:].reshape(-1, 3),
-                             img[:, :edge].reshape(-1, 3), img[:, -edge:].reshape(-1, 3)])
+    border = np.concatenate(
+      [
+        img[:edge].reshape(-1, 3),
+        img[-edge:].reshape(-1, 3),
+        img[:, :edge].reshape(-1, 3),
+        img[:, -edge:].reshape(-1, 3),
+      ]
+    )
     assert np.all(border == grey), i
 
 

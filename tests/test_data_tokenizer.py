@@ -1,4 +1,5 @@
 """The SentencePiece wrapper and the shipped `shapes` model."""
+
 import io
 
 import numpy as np
@@ -36,7 +37,7 @@ def test_encode_fixed_pads_truncates_and_keeps_eos():
   ids, truncated = tok.encode_fixed("a red circle", 12, add_eos=True)
   n = len(tok.encode("a red circle"))
   assert not truncated and ids.dtype == np.int32
-  assert ids[n] == tok.eos_id and np.all(ids[n + 1:] == 0)
+  assert ids[n] == tok.eos_id and np.all(ids[n + 1 :] == 0)
   long = " ".join(["red circle"] * 20)
   ids, truncated = tok.encode_fixed(long, 8, add_eos=True)
   assert truncated and ids[-1] == tok.eos_id and np.all(ids[:-1] != 0)
@@ -47,8 +48,12 @@ def test_encode_fixed_pads_truncates_and_keeps_eos():
 def test_foreign_model_without_pad_zero_is_rejected_naming_the_file(tmp_path):
   model = io.BytesIO()
   spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(["a red circle", "a blue square"] * 50), model_writer=model,
-      vocab_size=20, model_type="char", minloglevel=2)  # default ids: unk=0, no pad
+    sentence_iterator=iter(["a red circle", "a blue square"] * 50),
+    model_writer=model,
+    vocab_size=20,
+    model_type="char",
+    minloglevel=2,
+  )  # default ids: unk=0, no pad
   path = tmp_path / "foreign.model"
   path.write_bytes(model.getvalue())
   with pytest.raises(ValueError, match="foreign.model.*pad"):

@@ -1,4 +1,5 @@
-"""Tests for jarl.models.decoder: cache == teacher forcing, masks, greedy and beam search."""
+"""jarl.models.decoder and decode: cache == teacher forcing, masks, greedy and beam search."""
+
 import functools
 
 import flax.linen as nn
@@ -7,18 +8,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jarl.models import decode
 from jarl.models import decoder as dec_lib
+from jarl.models.config import DecoderConfig
 
 VOCAB, WIDTH, MEM_DIM, MAX_LEN = 50, 32, 24, 12
 B, M = 3, 5
 EOS = 1
 
 
-def _decoder(**kw):
-  cfg = dict(vocab_size=VOCAB, width=WIDTH, depth=2, num_heads=4, mlp_dim=64,
-             max_len=MAX_LEN)
+def _decoder(dtype=jnp.float32, **kw):
+  cfg = dict(width=WIDTH, depth=2, num_heads=4, mlp_dim=64, max_len=MAX_LEN)
   cfg.update(kw)
-  return dec_lib.Decoder(**cfg)
+  return dec_lib.Decoder(DecoderConfig(**cfg), vocab_size=VOCAB, dtype=dtype)
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +47,12 @@ def _logits(decoder, params, tokens, memory, memory_mask):
 @functools.cache
 def _generate(decoder, **kw):
   """Jitted generate, compiled once per (decoder, settings)."""
-  return jax.jit(functools.partial(dec_lib.generate, decoder, **kw))
+  return jax.jit(functools.partial(decode.search, decoder, **kw))
 
 
 def _seq_logp(decoder, params, out, memory, memory_mask, alpha):
   """Teacher-forced sum of log-probs of `out` up to and including EOS, penalised."""
-  logp = jax.nn.log_softmax(_logits(decoder, params, dec_lib.shift_right(out),
-                                    memory, memory_mask))
+  logp = jax.nn.log_softmax(_logits(decoder, params, dec_lib.shift_right(out), memory, memory_mask))
   tok_logp = np.take_along_axis(np.asarray(logp), np.asarray(out)[..., None], -1)[..., 0]
   out = np.asarray(out)
   scores, lengths = [], []
@@ -73,26 +74,30 @@ def test_cached_decoding_matches_teacher_forcing(setup):
   tokens = tokens.at[:, 0].set(0)  # start token
   full = _logits(decoder, params, tokens, memory, memory_mask)
   # The first decode call creates the cache (projecting the memory once).
-  step_logits, mutated = decoder.apply({"params": params}, tokens[:, :1], memory,
-                                       memory_mask, decode=True, mutable=["cache"])
+  step_logits, mutated = decoder.apply(
+    {"params": params}, tokens[:, :1], memory, memory_mask, decode=True, mutable=["cache"]
+  )
   cache, steps = mutated["cache"], [step_logits]
-  step = jax.jit(lambda c, t, m, mm: decoder.apply(
-      {"params": params, "cache": c}, t, m, mm, decode=True, mutable=["cache"]))
+  step = jax.jit(
+    lambda c, t, m, mm: decoder.apply(
+      {"params": params, "cache": c}, t, m, mm, decode=True, mutable=["cache"]
+    )
+  )
   for t in range(1, MAX_LEN):
     # Later calls get a different memory: it must be ignored (cached keys/values).
-    step_logits, mutated = step(cache, tokens[:, t:t + 1], memory * 0 + 7.0,
-                                ~memory_mask)
+    step_logits, mutated = step(cache, tokens[:, t : t + 1], memory * 0 + 7.0, ~memory_mask)
     cache = mutated["cache"]
     steps.append(step_logits)
   np.testing.assert_allclose(jnp.concatenate(steps, 1), full, atol=1e-5, rtol=1e-5)
   assert int(cache["position"]) == MAX_LEN
   # init_cache + the same steps gives the same numbers too.
-  _, mutated = decoder.apply({"params": params}, memory, memory_mask,
-                             method=dec_lib.Decoder.init_cache, mutable=["cache"])
+  _, mutated = decoder.apply(
+    {"params": params}, memory, memory_mask, method=dec_lib.Decoder.init_cache, mutable=["cache"]
+  )
   cache = mutated["cache"]
   assert int(cache["position"]) == 0
   for t in range(3):
-    step_logits, mutated = step(cache, tokens[:, t:t + 1], memory, memory_mask)
+    step_logits, mutated = step(cache, tokens[:, t : t + 1], memory, memory_mask)
     cache = mutated["cache"]
     np.testing.assert_allclose(step_logits[:, 0], full[:, t], atol=1e-5, rtol=1e-5)
 
@@ -103,7 +108,7 @@ def test_causality(setup):
   for t in (0, 4, MAX_LEN - 2):
     changed = tokens.at[:, t + 1].set((tokens[:, t + 1] + 13) % VOCAB)
     out = _logits(decoder, params, changed, memory, memory_mask)
-    np.testing.assert_allclose(out[:, :t + 1], base[:, :t + 1], atol=1e-6)
+    np.testing.assert_allclose(out[:, : t + 1], base[:, : t + 1], atol=1e-6)
     # ... while the changed position itself does see its new token.
     assert np.abs(out[:, t + 1] - base[:, t + 1]).max() > 1e-3
 
@@ -125,7 +130,8 @@ def test_greedy_matches_argmax_by_hand(setup):
   decoder, params, _, memory, memory_mask, _ = setup
   gen_len, eos = 8, EOS  # this seed: example 0 emits it at step 2, others never
   tokens, scores = _generate(decoder, max_len=gen_len, eos_id=eos, length_penalty=0.6)(
-      params, memory, memory_mask)
+    params, memory, memory_mask
+  )
   # By hand: re-run the whole prefix teacher-forced, argmax over ids != 0.
   want = np.zeros((B, gen_len), np.int32)
   want_logp = np.zeros(B)
@@ -133,8 +139,9 @@ def test_greedy_matches_argmax_by_hand(setup):
   length = np.full(B, gen_len)
   for t in range(gen_len):
     inputs = dec_lib.shift_right(jnp.asarray(want))
-    logp = np.asarray(jax.nn.log_softmax(
-        _logits(decoder, params, inputs, memory, memory_mask)))[:, t]
+    logp = np.asarray(jax.nn.log_softmax(_logits(decoder, params, inputs, memory, memory_mask)))[
+      :, t
+    ]
     tok = np.argmax(logp[:, 1:], axis=-1) + 1
     for b in range(B):
       if not done[b]:
@@ -148,15 +155,14 @@ def test_greedy_matches_argmax_by_hand(setup):
   stopped = [b for b in range(B) if length[b] < gen_len]
   assert stopped, f"no sequence emitted eos={eos}: {want}"
   for b in stopped:
-    assert want[b, length[b] - 1] == eos and (np.asarray(tokens)[b, length[b]:] == 0).all()
+    assert want[b, length[b] - 1] == eos and (np.asarray(tokens)[b, length[b] :] == 0).all()
 
 
 def test_beam_size_one_is_greedy(setup):
   decoder, params, _, memory, memory_mask, _ = setup
   kw = dict(max_len=10, eos_id=EOS, length_penalty=0.0)
   g_tok, g_score = _generate(decoder, **kw)(params, memory, memory_mask)
-  beam_one = jax.jit(lambda p, m, mm: dec_lib._beam_search(decoder, p, m, mm, 10, EOS,
-                                                           1, 0.0))
+  beam_one = jax.jit(lambda p, m, mm: decode.beam_search(decoder, p, m, mm, 10, EOS, 1, 0.0))
   b_tok, b_score = beam_one(params, memory, memory_mask)
   np.testing.assert_array_equal(b_tok, g_tok)
   np.testing.assert_allclose(b_score, g_score, rtol=1e-5)
@@ -187,7 +193,7 @@ def test_generate_under_jit(setup):
   boxed (logically partitioned) params that init returns work as they are."""
   decoder, _, boxed, memory, memory_mask, _ = setup
   kw = dict(max_len=6, eos_id=EOS, beam_size=3)
-  eager = dec_lib.generate(decoder, nn.meta.unbox(boxed), memory, memory_mask, **kw)
+  eager = decode.search(decoder, nn.meta.unbox(boxed), memory, memory_mask, **kw)
   jitted = _generate(decoder, **kw)(boxed, memory, memory_mask)
   np.testing.assert_array_equal(jitted[0], eager[0])
   np.testing.assert_allclose(jitted[1], eager[1], rtol=1e-5)
@@ -216,8 +222,11 @@ def test_every_param_has_logical_axes(setup):
 def test_dropout_and_bf16(setup):
   decoder, params, _, memory, memory_mask, tokens = setup
   drop = _decoder(dropout=0.5)
-  train = jax.jit(lambda rng: drop.apply({"params": params}, tokens, memory, memory_mask,
-                                         train=True, rngs={"dropout": rng}))
+  train = jax.jit(
+    lambda rng: drop.apply(
+      {"params": params}, tokens, memory, memory_mask, train=True, rngs={"dropout": rng}
+    )
+  )
   a, b = train(jax.random.key(1)), train(jax.random.key(2))
   c = _logits(drop, params, tokens, memory, memory_mask)
   assert np.abs(a - b).max() > 1e-2
@@ -233,20 +242,28 @@ def test_dropout_and_bf16(setup):
 def test_errors_name_the_value(setup):
   decoder, params, _, memory, memory_mask, tokens = setup
   with pytest.raises(ValueError, match="max_len=40"):
-    dec_lib.generate(decoder, params, memory, memory_mask, max_len=40, eos_id=EOS)
+    decode.search(decoder, params, memory, memory_mask, max_len=40, eos_id=EOS)
   with pytest.raises(ValueError, match="one token per call"):
-    decoder.apply({"params": params}, tokens[:, :2], memory, memory_mask, decode=True,
-                  mutable=["cache"])
+    decoder.apply(
+      {"params": params}, tokens[:, :2], memory, memory_mask, decode=True, mutable=["cache"]
+    )
 
 
 def test_runs_sharded_under_mesh_and_rules(setup):
   """With a mesh and the trainer's kind of rules, sharded params give the same numbers."""
   from jax.sharding import AxisType
+
   decoder, params, boxed, memory, memory_mask, tokens = setup
-  rules = (("batch", ("data", "fsdp")), ("embed", "fsdp"), ("mlp", "model"),
-           ("heads", "model"), ("kv", None), ("vocab", "model"), ("length", None))
-  mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "model"),
-                       axis_types=(AxisType.Auto,) * 3)
+  rules = (
+    ("batch", ("data", "fsdp")),
+    ("embed", "fsdp"),
+    ("mlp", "model"),
+    ("heads", "model"),
+    ("kv", None),
+    ("vocab", "model"),
+    ("length", None),
+  )
+  mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "model"), axis_types=(AxisType.Auto,) * 3)
   want_logits = _logits(decoder, params, tokens, memory, memory_mask)
   kw = dict(max_len=5, eos_id=EOS, beam_size=2)
   want = _generate(decoder, **kw)(params, memory, memory_mask)
@@ -255,10 +272,10 @@ def test_runs_sharded_under_mesh_and_rules(setup):
   spec = sharded["block_0"]["self_attention"]["query"]["kernel"].sharding.spec
   assert tuple(spec) == ("fsdp", "model", None)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    got_logits = jax.jit(lambda p: decoder.apply({"params": p}, tokens, memory,
-                                                 memory_mask))(sharded)
-    got = jax.jit(functools.partial(dec_lib.generate, decoder, **kw))(
-        sharded, memory, memory_mask)
+    got_logits = jax.jit(lambda p: decoder.apply({"params": p}, tokens, memory, memory_mask))(
+      sharded
+    )
+    got = jax.jit(functools.partial(decode.search, decoder, **kw))(sharded, memory, memory_mask)
   np.testing.assert_allclose(got_logits, want_logits, atol=1e-4, rtol=1e-5)
   np.testing.assert_array_equal(got[0], want[0])
   np.testing.assert_allclose(got[1], want[1], rtol=1e-5)

@@ -1,4 +1,5 @@
 """CIDEr-D / BLEU through pycocoevalcap, with both tokenisers."""
+
 import shutil
 
 import pytest
@@ -6,10 +7,10 @@ import pytest
 from jarl.evaluation import caption
 
 REFS = [
-    ["a man riding a horse on a beach.", "A person rides a brown horse near the ocean."],
-    ["two dogs playing with a red ball in the grass", "Dogs play with a ball on a lawn."],
-    ["a plate of food with broccoli and rice", "A dinner plate holds rice and broccoli."],
-    ["a red double decker bus on a city street", "A bus driving down a busy street."],
+  ["a man riding a horse on a beach.", "A person rides a brown horse near the ocean."],
+  ["two dogs playing with a red ball in the grass", "Dogs play with a ball on a lawn."],
+  ["a plate of food with broccoli and rice", "A dinner plate holds rice and broccoli."],
+  ["a red double decker bus on a city street", "A bus driving down a busy street."],
 ]
 TOKENIZERS = ["python"] + (["ptb"] if shutil.which("java") else [])
 
@@ -26,21 +27,35 @@ def test_identical_beats_unrelated(tokenizer):
 @pytest.mark.parametrize("tokenizer", TOKENIZERS)
 def test_bleu4_of_exact_match_is_one(tokenizer):
   refs = [["a man riding a horse on a beach"], ["two dogs play with a red ball"]]
-  got = caption.caption_metrics({"a": refs[0][0], "b": refs[1][0]},
-                                {"a": refs[0], "b": refs[1]}, tokenizer=tokenizer)
+  got = caption.caption_metrics(
+    {"a": refs[0][0], "b": refs[1][0]}, {"a": refs[0], "b": refs[1]}, tokenizer=tokenizer
+  )
   assert got["bleu4"] == pytest.approx(1.0)
   assert got["bleu1"] == pytest.approx(1.0)
 
 
 def test_python_tokenizer_matches_ptb_effect():
-  assert caption.python_tokenize("A man's hat, (red)... isn't it?") == "a man 's hat -lrb- red -rrb- is n't it"
+  assert (
+    caption.python_tokenize("A man's hat, (red)... isn't it?")
+    == "a man 's hat -lrb- red -rrb- is n't it"
+  )
   assert caption.python_tokenize("A T-shirt costs 3.50 dollars.") == "a t-shirt costs 3.50 dollars"
 
 
 @pytest.mark.skipif(not shutil.which("java"), reason="PTBTokenizer needs java")
 def test_python_tokenizer_agrees_with_ptb_on_captions():
-  caps = {i: [c] for i, c in enumerate(
-      [c for r in REFS for c in r] + ["A man's hat, (red)... isn't it?", "Dogs don't fly.", "A cat [on] a mat; 3.5 feet -- high!", "Bus #12 at 5:30 today"])}
+  caps = {
+    i: [c]
+    for i, c in enumerate(
+      [c for r in REFS for c in r]
+      + [
+        "A man's hat, (red)... isn't it?",
+        "Dogs don't fly.",
+        "A cat [on] a mat; 3.5 feet -- high!",
+        "Bus #12 at 5:30 today",
+      ]
+    )
+  }
   assert caption.tokenize(caps, "python") == caption.tokenize(caps, "ptb")
 
 

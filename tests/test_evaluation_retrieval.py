@@ -1,4 +1,5 @@
 """Recall@k on score matrices whose ranks are worked out by hand."""
+
 import numpy as np
 import pytest
 
@@ -8,11 +9,13 @@ from jarl.evaluation import retrieval
 def test_recall_on_constructed_matrix():
   # 3 images, 6 texts; text t describes image t // 2.
   text_image = np.array([0, 0, 1, 1, 2, 2])
-  scores = np.array([
+  scores = np.array(
+    [
       [0.9, 0.1, 0.8, 0.0, 0.0, 0.0],  # image 0: its text 0 ranks 1st -> hit at 1
       [0.0, 0.0, 0.1, 0.2, 0.9, 0.8],  # image 1: best positive (0.2) after 2 negatives -> rank 3
       [0.0, 0.0, 0.0, 0.0, 0.3, 0.1],  # image 2: text 4 ranks 1st
-  ])
+    ]
+  )
   r = retrieval.retrieval_recall_at_k(scores, text_image, ks=(1, 3))
   assert r["i2t_r1"] == pytest.approx(2 / 3)
   assert r["i2t_r3"] == 1.0

@@ -1,20 +1,37 @@
 """Official VQA v2 rules, worked by hand (GT-Vision-Lab/VQA vqaEval.py)."""
+
 import pytest
 
 from jarl.evaluation import accuracy, vqa
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("two", "2"), ("Two", "2"), ("none", "0"), ("ten", "10"),
-    ("a dog", "dog"), ("The Dog", "dog"), ("an apple", "apple"),
-    ("Yes.", "yes"), ("yes!", "yes"), ("3.5", "3.5"), ("5.", "5"),
-    ("dont", "don't"), ("isnt it", "isn't it"), ("Im", "im"),  # "Im" unreachable officially
-    ("1,000", "1000"),                  # comma between digits: every mark is deleted
-    ("black,white", "black white"),     # no space next to ",": replaced by a space
-    ("black, white", "black white"),    # a space next to ",": deleted
-    ("t-shirt", "t shirt"), ("10:30", "10:30"), ("  red\tcar\n", "red car"),
-    ("what's that?", "what's that"), ("(left)", "left"),
-])
+@pytest.mark.parametrize(
+  "raw,expected",
+  [
+    ("two", "2"),
+    ("Two", "2"),
+    ("none", "0"),
+    ("ten", "10"),
+    ("a dog", "dog"),
+    ("The Dog", "dog"),
+    ("an apple", "apple"),
+    ("Yes.", "yes"),
+    ("yes!", "yes"),
+    ("3.5", "3.5"),
+    ("5.", "5"),
+    ("dont", "don't"),
+    ("isnt it", "isn't it"),
+    ("Im", "im"),  # "Im" unreachable officially
+    ("1,000", "1000"),  # comma between digits: every mark is deleted
+    ("black,white", "black white"),  # no space next to ",": replaced by a space
+    ("black, white", "black white"),  # a space next to ",": deleted
+    ("t-shirt", "t shirt"),
+    ("10:30", "10:30"),
+    ("  red\tcar\n", "red car"),
+    ("what's that?", "what's that"),
+    ("(left)", "left"),
+  ],
+)
 def test_normalize_answer(raw, expected):
   assert vqa.normalize_answer(raw) == expected
 
@@ -23,14 +40,17 @@ def _refs(matching: int, answer="2", other="3"):
   return [answer] * matching + [other] * (10 - matching)
 
 
-@pytest.mark.parametrize("matching,expected", [
+@pytest.mark.parametrize(
+  "matching,expected",
+  [
     (0, 0.0),
-    (1, 0.3),          # 9 subsets keep the match (1/3), 1 loses it: 9/30
-    (2, 0.6),          # 8 subsets x 2/3 + 2 subsets x 1/3 = 18/30
-    (3, 0.9),          # 7 subsets x 1 + 3 subsets x 2/3 = 9/10: *not* 1.0
-    (4, 1.0),          # every subset of 9 keeps >= 3 matches
+    (1, 0.3),  # 9 subsets keep the match (1/3), 1 loses it: 9/30
+    (2, 0.6),  # 8 subsets x 2/3 + 2 subsets x 1/3 = 18/30
+    (3, 0.9),  # 7 subsets x 1 + 3 subsets x 2/3 = 9/10: *not* 1.0
+    (4, 1.0),  # every subset of 9 keeps >= 3 matches
     (10, 1.0),
-])
+  ],
+)
 def test_leave_one_out_score(matching, expected):
   assert vqa.vqa_score("2", _refs(matching)) == pytest.approx(expected)
 

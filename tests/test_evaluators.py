@@ -1,14 +1,13 @@
 """Generation evaluators (vqa, caption, entailment) on the tiny model over 8 fake devices."""
-import flax.linen as nn
+
 import jax
 import numpy as np
 import pytest
+import train_fixtures
 
-from jarl import sharding
-from jarl import train
+from jarl import sharding, train
 from jarl.data import shapes
 from jarl.evaluation import accuracy, caption, generative, registry, vqa
-import train_fixtures
 
 NUM = 10  # not a multiple of the batch size: the last batch has padding rows
 
@@ -16,9 +15,20 @@ NUM = 10  # not a multiple of the batch size: the last batch has padding rows
 def _config(task, **evals):
   # Questions fit whole (the tiny config's 8 would cut them), so texts can be checked.
   config = train_fixtures.tiny_config(data__text_len=24, model__text__max_len=24)
-  config.evals = {"val": {**dict(type=task, task=task, source="shapes:validation",
-                                 every_steps=1, num_examples=NUM, batch_size=8,
-                                 caption_tokenizer="python"), **evals}}
+  config.evals = {
+    "val": {
+      **dict(
+        type=task,
+        task=task,
+        source="shapes:validation",
+        every_steps=1,
+        num_examples=NUM,
+        batch_size=8,
+        caption_tokenizer="python",
+      ),
+      **evals,
+    }
+  }
   return config
 
 
@@ -32,8 +42,12 @@ def setup():
     state = train.initial_state(config, trainer)
   # Random, larger-than-init parameters so that the decoded text depends on the input.
   rng = np.random.default_rng(0)
-  params = jax.tree.map(lambda x: jax.device_put(
-      np.asarray(x) + rng.normal(0, 0.3, x.shape).astype(x.dtype), x.sharding), state.params)
+  params = jax.tree.map(
+    lambda x: jax.device_put(
+      np.asarray(x) + rng.normal(0, 0.3, x.shape).astype(x.dtype), x.sharding
+    ),
+    state.params,
+  )
   return mesh, trainer, params
 
 
@@ -41,8 +55,9 @@ def _evaluator(setup, task, **evals):
   mesh, trainer, _ = setup
   config = _config(task, **evals)
   with jax.set_mesh(mesh):
-    (ev,) = registry.make_evaluators(config, model=trainer.model, mesh=mesh,
-                                     param_shardings=trainer.state_sharding.params)
+    (ev,) = registry.make_evaluators(
+      config, model=trainer.model, mesh=mesh, param_shardings=trainer.state_sharding.params
+    )
   return ev
 
 
@@ -69,8 +84,9 @@ def test_vqa_counts_each_example_once_and_matches_hand_computation(setup):
   assert metrics["val/accuracy"] == pytest.approx(vqa.vqa_accuracy(preds, refs))
   assert metrics["val/exact_match"] == pytest.approx(accuracy.exact_match_accuracy(preds, refs))
   # Hand computation: single references, so both are the fraction of exact answers.
-  hand = np.mean([vqa.normalize_answer(p) == vqa.normalize_answer(r[0])
-                  for p, r in zip(preds, refs)])
+  hand = np.mean(
+    [vqa.normalize_answer(p) == vqa.normalize_answer(r[0]) for p, r in zip(preds, refs)]
+  )
   assert metrics["val/accuracy"] == pytest.approx(hand)
 
 
@@ -86,8 +102,9 @@ def test_beam_search_evaluator_runs_and_scores_its_own_predictions(setup):
   ev = _evaluator(setup, "vqa", beam_size=3)
   records = _run(setup, ev, "predictions")
   assert len(records) == NUM
-  assert ev.score(records)["accuracy"] == pytest.approx(vqa.vqa_accuracy(
-      [r["prediction"] for r in records], [r["references"] for r in records]))
+  assert ev.score(records)["accuracy"] == pytest.approx(
+    vqa.vqa_accuracy([r["prediction"] for r in records], [r["references"] for r in records])
+  )
 
 
 def test_caption_references_are_every_caption_and_metrics_are_pycocoevalcap(setup):
@@ -97,8 +114,9 @@ def test_caption_references_are_every_caption_and_metrics_are_pycocoevalcap(setu
   for i, r in enumerate(records):
     assert r["references"] == shapes.example("validation", i, image_size=16)["captions"]
   metrics = ev.score(records)
-  expected = caption.caption_metrics([r["prediction"] for r in records],
-                                     [r["references"] for r in records], tokenizer="python")
+  expected = caption.caption_metrics(
+    [r["prediction"] for r in records], [r["references"] for r in records], tokenizer="python"
+  )
   assert metrics["cider"] == pytest.approx(expected["cider"])
   assert metrics["bleu4"] == pytest.approx(expected["bleu4"])
 
@@ -109,37 +127,47 @@ def test_entailment_accuracy_matches_hand_computation(setup):
   records = _run(setup, ev, "predictions")
   assert metrics["val/examples"] == NUM
   assert all(r["references"][0] in ("yes", "no", "maybe") for r in records)
-  hand = np.mean([accuracy.entailment_label(r["prediction"]) == r["references"][0]
-                  for r in records])
+  hand = np.mean(
+    [accuracy.entailment_label(r["prediction"]) == r["references"][0] for r in records]
+  )
   assert metrics["val/accuracy"] == pytest.approx(hand)
 
 
 def test_scorers_on_known_predictions():
   rec = lambda p, refs: dict(text="", prediction=p, references=refs)
-  out = generative.score_vqa([rec("Two.", ["2"]), rec("red", ["blue"]),
-                              rec("yes", ["yes"] * 2 + ["no"] * 8)], {})
+  out = generative.score_vqa(
+    [rec("Two.", ["2"]), rec("red", ["blue"]), rec("yes", ["yes"] * 2 + ["no"] * 8)], {}
+  )
   # 1 + 0 + leave-one-out with 2 of 10 matching: (8 * 2/3 + 2 * 1/3) / 10 = 0.6.
   assert out["accuracy"] == pytest.approx((1 + 0 + 0.6) / 3)
   assert out["exact_match"] == pytest.approx(2 / 3)
-  out = generative.score_entailment([rec("Yes", ["yes"]), rec("maybe", ["no"]),
-                                     rec("a dog", ["maybe"]), rec("no", ["no"])], {})
+  out = generative.score_entailment(
+    [rec("Yes", ["yes"]), rec("maybe", ["no"]), rec("a dog", ["maybe"]), rec("no", ["no"])], {}
+  )
   assert out["accuracy"] == 0.5
   caps = ["a red circle", "two shapes on a grey background", "a blue square above a circle"]
   right = generative.score_caption([rec(c, [c]) for c in caps], dict(caption_tokenizer="python"))
-  wrong = generative.score_caption([rec(c, [d]) for c, d in zip(caps, caps[1:] + caps[:1])],
-                                   dict(caption_tokenizer="python"))
+  wrong = generative.score_caption(
+    [rec(c, [d]) for c, d in zip(caps, caps[1:] + caps[:1])], dict(caption_tokenizer="python")
+  )
   assert right["bleu4"] == pytest.approx(1.0) and right["cider"] > 5 * max(wrong["cider"], 0.1)
 
 
 def test_bad_eval_configs_name_the_key(setup):
   mesh, trainer, _ = setup
-  for evals, message in [(dict(beam_size=0), "config.evals.val.beam_size=0"),
-                         (dict(max_decode_len=99), "config.evals.val.max_decode_len=99"),
-                         (dict(batch_size=12), "config.evals.val.batch_size=12")]:
+  for evals, message in [
+    (dict(beam_size=0), "config.evals.val.beam_size=0"),
+    (dict(max_decode_len=99), "config.evals.val.max_decode_len=99"),
+    (dict(batch_size=12), "config.evals.val.batch_size=12"),
+  ]:
     with pytest.raises(ValueError, match=message):
       with jax.set_mesh(mesh):
-        registry.make_evaluators(_config("vqa", **evals), model=trainer.model, mesh=mesh,
-                                 param_shardings=trainer.state_sharding.params)
+        registry.make_evaluators(
+          _config("vqa", **evals),
+          model=trainer.model,
+          mesh=mesh,
+          param_shardings=trainer.state_sharding.params,
+        )
 
 
 def test_gather_objects_concatenates_every_process_in_order(monkeypatch):
@@ -156,7 +184,7 @@ def test_gather_objects_concatenates_every_process_in_order(monkeypatch):
       return np.stack([x, np.array([other_size], np.int64)])
     payload = np.frombuffer(generative.json.dumps(other).encode("utf-8"), np.uint8)
     padded = np.zeros_like(x)
-    padded[:payload.size] = payload
+    padded[: payload.size] = payload
     return np.stack([x, padded])
 
   monkeypatch.setattr(generative.jax, "process_count", lambda: 2)

@@ -1,58 +1,68 @@
 """configs/finetune_*.py: same model as pretraining, right data and evals; config.json; the
 end-to-end chain pretrain -> fine-tune -> predict (slow, ci)."""
-import importlib.util
+
+import importlib
 import os
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
-from jarl import metrics_writer
-from jarl import predict
-from jarl import train
+from configs import pretrain
+from jarl import metrics_writer, predict, train
 from jarl.data import shapes
 from jarl.evaluation import registry
 from jarl.models import model as model_lib
-import train_fixtures
 
-FULL_TRAIN = {"vqa": "tfds:jarl_vqav2:train", "caption": "tfds:jarl_coco_karpathy:train",
-              "entailment": "tfds:jarl_snli_ve:train"}
-FULL_VAL = {"vqa": "tfds:jarl_vqav2:validation",
-            "caption": "tfds:jarl_coco_karpathy:validation",
-            "entailment": "tfds:jarl_snli_ve:validation"}
+FULL_TRAIN = {
+  "vqa": "tfds:jarl_vqav2:train",
+  "caption": "tfds:jarl_coco_karpathy:train",
+  "entailment": "tfds:jarl_snli_ve:train",
+}
+FULL_VAL = {
+  "vqa": "tfds:jarl_vqav2:validation",
+  "caption": "tfds:jarl_coco_karpathy:validation",
+  "entailment": "tfds:jarl_snli_ve:validation",
+}
 
 
 def _load(task):
-  path = os.path.join(train_fixtures.repo_root(), "configs", f"finetune_{task}.py")
-  spec = importlib.util.spec_from_file_location(f"finetune_{task}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return importlib.import_module(f"configs.finetune_{task}")
 
 
 @pytest.mark.parametrize("task", ["vqa", "caption", "entailment"])
-def test_demo_and_base_reuse_the_pretraining_model_and_point_at_their_data(task):
+def test_every_size_reuses_the_pretraining_model_and_points_at_its_data(task):
   module = _load(task)
-  for variant, pre in (("demo", "demo"), ("base", "base")):
-    c = module.get_config(variant)
-    # Leaf-for-leaf the pretraining model, so init_from loads every parameter.
-    assert c.model.to_dict() == train_fixtures.pretrain.get_config(pre).model.to_dict()
-    assert c.data.tokenizer == train_fixtures.pretrain.get_config(pre).data.tokenizer
+  for variant in module.VARIANTS:
+    c, pre = module.get_config(variant), pretrain.get_config(variant)
+    # Leaf-for-leaf the pretraining model of the same size, so init_from loads every
+    # parameter (the tag head included: data.tags stays, its loss is off).
+    assert c.model.to_dict() == pre.model.to_dict(), variant
+    assert c.data.tokenizer == pre.data.tokenizer and c.data.tags == pre.data.tags
+    assert c.losses.tag_weight == 0.0
     (source,) = c.data.sources
     assert source["task"] == task
-    assert source["source"] == ("shapes:train" if variant == "demo" else FULL_TRAIN[task])
+    assert source["source"] == ("shapes:train" if variant != "base" else FULL_TRAIN[task])
     for name, e in c.evals.items():
       assert e["type"] == task and e["type"] in registry.EVALUATORS
       assert e["batch_size"] % 8 == 0 and c.global_batch_size % 8 == 0
-      assert 1 <= e["max_decode_len"] <= c.model.decoder.max_len
-    if variant == "demo":
+      assert 1 <= e["max_decode_len"] <= c.model.decoder.max_len, (variant, name)
+      assert e["every_steps"] <= c.total_steps
+    if variant == "base":
+      assert c.evals["val"]["source"] == FULL_VAL[task]
+    else:
       assert c.evals["val"]["source"] == "shapes:validation"
       assert c.evals["heldout"]["source"] == "shapes:heldout"
-    else:
-      assert c.evals["val"]["source"] == FULL_VAL[task]
     assert c.init_from == "" and c.total_steps >= 1
-  with pytest.raises(ValueError, match=f"configs/finetune_{task}.py:huge"):
+  with pytest.raises(ValueError, match="unknown variant 'huge'"):
     module.get_config("huge")
+
+
+def test_bench_fine_tunes_the_bench_pretraining_for_500_steps():
+  c = _load("vqa").get_config("bench")
+  assert c.model.vision.stem == "patch" and c.data.tags == ()
+  assert c.total_steps == c.ckpt_every_steps == 500 and c.optimizer.warmup_steps == 50
+  assert {e["num_examples"] for e in c.evals.values()} == {1024}
 
 
 def test_saved_config_rebuilds_the_same_model(tmp_path):
@@ -60,16 +70,14 @@ def test_saved_config_rebuilds_the_same_model(tmp_path):
   train.save_config(config, str(tmp_path))
   loaded, file = predict.load_config(str(tmp_path))
   assert file.name == train.CONFIG_FILE == predict.CONFIG_FILE
-  assert model_lib.build(loaded.model) == model_lib.build(config.model)
+  assert model_lib.build(loaded) == model_lib.build(config)
   assert loaded.data.image_size == config.data.image_size
   assert [dict(s) for s in loaded.data.sources] == [dict(s) for s in config.data.sources]
 
 
-def _tiny(config, **overrides):
-  for k, v in {**train_fixtures.TINY, "data.text_len": 24, "model.text.max_len": 24,
-               **overrides}.items():
-    if not k.startswith("evals."):
-      train_fixtures._set(config, k, v)  # pylint: disable=protected-access
+def _question_length(config):
+  """The tiny size's 8 text tokens cut `shapes` questions short: 24, as the demo."""
+  config.data.text_len = config.model.text.max_len = 24
   return config
 
 
@@ -78,28 +86,28 @@ def _tiny(config, **overrides):
 def test_pretrain_then_finetune_vqa_then_predict(tmp_path):
   pre_dir, vqa_dir = str(tmp_path / "pre"), str(tmp_path / "vqa")
   # As the demo: pretraining with its image tagging loss, fine-tuning without it.
-  tags = train_fixtures.pretrain.get_config("demo").data.tags
-  pre = _tiny(train_fixtures.pretrain.get_config("demo"), total_steps=4, ckpt_every_steps=4,
-              evals={}, **{"model.num_tags": len(tags), "data.tags": tags,
-                           "losses.tag_weight": 1.0})
+  tags = pretrain.get_config("demo").data.tags
+  pre = _question_length(pretrain.get_config("tiny"))
+  pre.update(total_steps=4, ckpt_every_steps=4, evals={})
+  pre.data.tags, pre.losses.tag_weight = tags, 1.0
   train.train_and_evaluate(pre, pre_dir)
-  assert all("train/loss_tags" in r for r in metrics_writer.read_jsonl(pre_dir)
-             if "train/loss" in r)
-  ft = _tiny(_load("vqa").get_config("demo"), total_steps=4, ckpt_every_steps=4,
-             init_from=pre_dir, **{"model.num_tags": len(tags)})
+  assert all(
+    "train/loss_tags" in r for r in metrics_writer.read_jsonl(pre_dir) if "train/loss" in r
+  )
+  ft = _question_length(_load("vqa").get_config("tiny"))
+  ft.update(total_steps=4, ckpt_every_steps=4, init_from=pre_dir)
+  ft.data.tags = tags  # the pretrained tag head loads; its loss stays off
   for e in ft.evals.values():
     e.update(num_examples=12, batch_size=8, every_steps=4)
   train.train_and_evaluate(ft, vqa_dir)
   records = metrics_writer.read_jsonl(vqa_dir)
   final = {k: v for r in records if r["step"] == 4 for k, v in r.items()}
   for split in ("val", "heldout"):
-    assert final[f"{split}/examples"] == 12
-    assert 0.0 <= final[f"{split}/accuracy"] <= 1.0
+    assert final[f"{split}/examples"] == 12 and f"{split}/accuracy" in final
   assert os.path.exists(os.path.join(vqa_dir, "config.json"))
   # The fine-tuned workdir alone is enough to answer a question about a PNG.
   scene = shapes.example("validation", 0, image_size=16)
   Image.fromarray(scene["image"]).save(tmp_path / "scene.png")
   p = predict.Predictor.from_checkpoint(vqa_dir)
   answer = p.answer(str(tmp_path / "scene.png"), scene["questions"][0])
-  assert isinstance(answer, str)
   assert answer == p.answer([np.asarray(scene["image"])], [scene["questions"][0]])[0]

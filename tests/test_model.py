@@ -1,36 +1,46 @@
-"""The assembled model: layouts, sharding, checkpoint compatibility and config errors."""
+"""The assembled model: layouts, sharding, checkpoint compatibility, `out` keys and config
+errors."""
+
 import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
 import pytest
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 from configs import pretrain
+from jarl.models import config as config_lib
+from jarl.models import decode, vit
 from jarl.models import model as model_lib
-from jarl.models import vit
 
 
 def tiny_config(**fusion):
-  c = pretrain.get_config("demo").model
+  """The demo run config with a tiny model (and the demo's 4 tags: a tag head)."""
+  config = pretrain.get_config("demo")
+  c = config.model
   c.vision.update(image_size=32, width=32, depth=3, mlp_dim=64, num_heads=2)
   c.text.update(width=32, depth=2, mlp_dim=64, num_heads=2, max_len=8)
-  c.fusion.update(width=32, num_heads=2, mlp_dim=64, num_tokens=4, vision_taps=(2, 3),
-                  text_taps=(1, 2), **fusion)
+  c.fusion.update(
+    width=32, num_heads=2, mlp_dim=64, num_tokens=4, vision_taps=(2, 3), text_taps=(1, 2), **fusion
+  )
   c.decoder.update(width=32, depth=1, num_heads=2, mlp_dim=64, max_len=6)
   c.vocab_size = 40
-  return c
+  return config
 
 
-def batch(c, b=4, seed=0):
+def batch(config, b=4, seed=0):
+  c = config.model
   rng = np.random.default_rng(seed)
   size = c.vision.image_size
   text = rng.integers(1, c.vocab_size, (b, c.text.max_len)).astype(np.int32)
   text[:, 5:] = 0  # padding
-  return dict(image=jnp.asarray(rng.uniform(-1, 1, (b, size, size, 3)), jnp.float32),
-              text=jnp.asarray(text),
-              target=jnp.asarray(rng.integers(1, c.vocab_size, (b, c.decoder.max_len)), jnp.int32))
+  return dict(
+    image=jnp.asarray(rng.uniform(-1, 1, (b, size, size, 3)), jnp.float32),
+    text=jnp.asarray(text),
+    target=jnp.asarray(rng.integers(1, c.vocab_size, (b, c.decoder.max_len)), jnp.int32),
+  )
 
 
 def init(c, b):
@@ -45,8 +55,9 @@ def test_every_fusion_runs_and_memory_has_the_configured_size(fusion_type):
   m, params = init(c, b)
   logits, _ = m.apply({"params": params}, **b)
   assert logits.shape == (4, 6, 40) and bool(jnp.isfinite(logits).all())
-  memory, memory_mask, _ = m.apply({"params": params}, b["image"], b["text"],
-                                   method=model_lib.Model.encode)
+  memory, memory_mask, _ = m.apply(
+    {"params": params}, b["image"], b["text"], method=model_lib.Model.encode
+  )
   expected = {"jarl": 4, "concat": 16 + 8, "cross_attention": 16 + 8}[fusion_type]
   assert memory.shape == (4, expected, 32)
   # Padded text tokens are masked for the decoder in the baselines; JARL's tokens are all real.
@@ -58,12 +69,11 @@ def test_jarl_reducer_maps_ignore_text_padding_and_padding_ids_do_not_matter():
   b = batch(c)
   m, params = init(c, b)
   logits, out = m.apply({"params": params}, **b)
-  w = out["reducer_weights_0"]  # [B, M, Nv + Nt + M]
+  w = out["fusion/weights_0"]  # [B, M, Nv + Nt + M]
   np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
-  text_w = w[:, :, 16:16 + 8]
+  text_w = w[:, :, 16 : 16 + 8]
   assert float(jnp.abs(text_w[:, :, 5:]).max()) == 0.0
   # Shorter padding (same real tokens) leaves the JARL logits unchanged: padding is inert.
-  c2 = tiny_config()
   b2 = dict(b, text=b["text"][:, :6])
   logits2, _ = m.apply({"params": params}, **b2)
   np.testing.assert_allclose(logits, logits2, rtol=1e-5, atol=1e-5)
@@ -74,8 +84,8 @@ def test_scan_and_loop_layouts_give_the_same_output():
   b = batch(c)
   m, params = init(c, b)
   cs = tiny_config()
-  cs.vision.scan = cs.text.scan = True
-  cs.vision.remat_policy = "full"
+  cs.model.vision.scan = cs.model.text.scan = True
+  cs.model.vision.remat_policy = "full"
   ms = model_lib.build(cs)
   scan_params = ms.init({"params": jax.random.key(0)}, **b)["params"]
   # Convert the loop params into the scan layout through the big_vision layout converter.
@@ -97,8 +107,16 @@ def test_sharded_execution_on_8_devices_matches_one_device():
   fwd = jax.jit(lambda p, x: m.apply({"params": p}, **x)[0])
   expected = fwd(params, b)
   mesh = jax.make_mesh((4, 2), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
-  rules = (("batch", "data"), ("embed", None), ("mlp", "model"), ("heads", "model"),
-           ("kv", None), ("vocab", "model"), ("length", None), ("joint", None))
+  rules = (
+    ("batch", "data"),
+    ("embed", None),
+    ("mlp", "model"),
+    ("heads", "model"),
+    ("kv", None),
+    ("vocab", "model"),
+    ("length", None),
+    ("joint", None),
+  )
   specs = nn.get_partition_spec(boxed)
   shardings = nn.logical_to_mesh_sharding(specs, mesh, rules)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
@@ -131,11 +149,13 @@ def test_big_vision_npz_round_trip(tmp_path):
   fresh = model_lib.build(c).init({"params": jax.random.key(7)}, **b)["params"]
   loaded, report = vit.load_big_vision_npz(path, fresh["vision"])
   assert report == dict(missing=[], unexpected=["head/kernel"])
-  for a, e in zip(jax.tree.leaves(nn.meta.unbox(loaded)), jax.tree.leaves(nn.meta.unbox(params["vision"]))):
+  for a, e in zip(
+    jax.tree.leaves(nn.meta.unbox(loaded)), jax.tree.leaves(nn.meta.unbox(params["vision"]))
+  ):
     np.testing.assert_array_equal(a, e)
   # Loading into the scan layout stacks the blocks.
   cs = tiny_config()
-  cs.vision.scan = True
+  cs.model.vision.scan = True
   scan_vision = model_lib.build(cs).init({"params": jax.random.key(7)}, **b)["params"]["vision"]
   loaded_scan, report = vit.load_big_vision_npz(path, scan_vision, scan=True)
   assert report["missing"] == []
@@ -148,8 +168,9 @@ def test_generate_greedy_matches_teacher_forced_argmax():
   b = batch(c, b=2)
   m, params = init(c, b)
   params = nn.meta.unbox(params)
-  tokens, _ = jax.jit(lambda p, i, t: model_lib.generate(m, p, i, t, max_len=6, eos_id=3))(
-      params, b["image"], b["text"])
+  tokens, _ = jax.jit(lambda p, i, t: decode.generate(m, p, i, t, max_len=6, eos_id=3))(
+    params, b["image"], b["text"]
+  )
   # Re-derive each greedy token with full teacher-forced passes.
   seq = np.zeros((2, 6), np.int32)
   for t in range(6):
@@ -160,7 +181,9 @@ def test_generate_greedy_matches_teacher_forced_argmax():
     np.testing.assert_array_equal(row_gen[:end], row_ref[:end])
 
 
-@pytest.mark.parametrize("key,value,message", [
+@pytest.mark.parametrize(
+  "key,value,message",
+  [
     ("fusion.num_tokens", 0, "config.model.fusion.num_tokens=0"),
     ("fusion.vision_taps", (2, 9), "config.model.fusion.vision_taps=(2, 9)"),
     ("fusion.width", 33, "config.model.fusion.width=33 is not divisible"),
@@ -168,10 +191,11 @@ def test_generate_greedy_matches_teacher_forced_argmax():
     ("vision.variant", "Q/16", "config.model.vision.variant='Q/16'"),
     ("fusion.reducer", "pool", "config.model.fusion.reducer='pool'"),
     ("dtype", "float8", "config.model.dtype='float8'"),
-])
+  ],
+)
 def test_invalid_config_names_the_key(key, value, message):
   c = tiny_config()
-  node = c
+  node = c.model
   *path, leaf = key.split(".")
   for p in path:
     node = node[p]
@@ -182,7 +206,7 @@ def test_invalid_config_names_the_key(key, value, message):
 
 def test_conv_stem_keeps_the_grid_names_every_parameter_and_shifts_with_the_image():
   c = tiny_config()
-  c.vision.stem = "conv"
+  c.model.vision.stem = "conv"
   b = batch(c)
   m, params = init(c, b)
   leaves = jax.tree.leaves(params, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
@@ -197,17 +221,90 @@ def test_conv_stem_keeps_the_grid_names_every_parameter_and_shifts_with_the_imag
   # Strided convolutions are equivariant to shifts by the total stride: moving the picture
   # one patch to the right moves every token whose receptive field stays inside the image.
   shifted = stem.apply(stem_params, jnp.roll(image, 8, axis=2))
-  np.testing.assert_allclose(np.asarray(shifted[:, 1:-1, 2:-1]),
-                             np.asarray(out[:, 1:-1, 1:-2]), atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(shifted[:, 1:-1, 2:-1]), np.asarray(out[:, 1:-1, 1:-2]), atol=1e-5
+  )
   assert not np.allclose(np.asarray(shifted), np.asarray(out))
 
 
-@pytest.mark.parametrize("stem,variant,message", [
+@pytest.mark.parametrize(
+  "stem,variant,message",
+  [
     ("pixels", "Ti/8", "config.model.vision.stem='pixels'"),
-    ("conv", "Ti/14", "patch size 14 of config.model.vision.variant='Ti/14'"),
-])
+    ("conv", "Ti/14", r"patch size 14 \(config.model.vision.variant\) must be a power of two"),
+  ],
+)
 def test_invalid_stem_names_the_key(stem, variant, message):
   c = tiny_config()
-  c.vision.update(stem=stem, variant=variant, image_size=28 if "14" in variant else 32)
+  c.model.vision.update(stem=stem, variant=variant, image_size=28 if "14" in variant else 32)
   with pytest.raises(ValueError, match=message):
     model_lib.build(c)
+
+
+def test_out_keys_are_namespaced_and_towers_return_one_dict():
+  c = tiny_config()
+  c.model.vicha.update(contrastive_depths=((2, 1), (3, 2)), embed_dim=16, mim_ratio=0.25)
+  b = batch(c, b=2)
+  m, params = init(c, b)
+  logits, out = m.apply(
+    {"params": params},
+    **b,
+    train=True,
+    rngs={"dropout": jax.random.key(1), "mim": jax.random.key(2)},
+  )
+  assert all(k.split("/")[0] in ("img", "txt", "fusion", "aux") for k in out), sorted(out)
+  assert set(out) == {
+    *(f"img/depth_{d}" for d in range(4)),
+    "img/grid",
+    *(f"txt/depth_{d}" for d in range(3)),
+    "txt/mask",
+    "fusion/weights_0",
+    "fusion/weights_1",
+    "aux/contrastive_img",
+    "aux/contrastive_txt",
+    "aux/contrastive_log_scale",
+    "aux/mim_pred",
+    "aux/mim_target",
+    "aux/mim_mask",
+    "aux/tag_logits",
+  }
+  assert out["img/grid"] == (4, 4) and out["aux/tag_logits"].shape == (2, 4)
+  assert out["aux/contrastive_img"].shape == (2, 2, 16) and out["aux/mim_mask"].shape == (2, 16)
+  np.testing.assert_array_equal(out["txt/mask"], b["text"] != 0)
+  # towers: one dict, the same tower entries as the forward's out.
+  towers = m.apply({"params": params}, b["image"], b["text"], method=model_lib.Model.towers)
+  assert set(towers) == {k for k in out if k.split("/")[0] in ("img", "txt")}
+  np.testing.assert_allclose(towers["img/depth_3"], out["img/depth_3"], rtol=1e-5, atol=1e-6)
+  # The tag head reads the top built vision depth (no separate pooling path).
+  tags = m.apply({"params": params}, towers["img/depth_3"], method=lambda mod, x: mod.tag_head(x))
+  np.testing.assert_allclose(tags, out["aux/tag_logits"], rtol=1e-5, atol=1e-6)
+  del logits
+
+
+def test_typed_config_is_built_once_from_the_run_config():
+  c = tiny_config()
+  mc = config_lib.ModelConfig.from_config(c)
+  assert model_lib.build(c) == model_lib.build(mc) == model_lib.Model(mc)
+  assert mc.num_tags == len(c.data.tags) == 4 and mc.vision.patch_size == 8
+  assert (
+    mc.vision_depth == 3
+    and mc.text_depth == 2
+    and hash(mc) == hash(config_lib.ModelConfig.from_config(tiny_config()))
+  )
+  assert mc.vision.elip_layers == ()  # unused ELIP fields stay out of the model's config
+  c.data.tags = ()
+  assert config_lib.ModelConfig.from_config(c).num_tags == 0
+  with pytest.raises(ValueError, match="takes the whole run config"):
+    model_lib.build(c.model)
+  c.model.num_tags = 4
+  with pytest.raises(ValueError, match="config.model.num_tags=4: no longer a key"):
+    model_lib.build(c)
+  c = tiny_config()
+  c.model.vision.reducer = "elip"
+  with pytest.raises(ValueError, match="renamed config.model.vision.token_pruning"):
+    model_lib.build(c)
+  # Sub-configs check their own fields when constructed directly, too.
+  with pytest.raises(ValueError, match="config.model.decoder.width=30 is not divisible"):
+    config_lib.DecoderConfig(width=30, depth=1, num_heads=4, mlp_dim=8, max_len=4)
+  with pytest.raises(ValueError, match="config.model.text.remat_policy='some'"):
+    config_lib.TextConfig(width=8, depth=1, mlp_dim=8, num_heads=2, max_len=4, remat_policy="some")

@@ -1,4 +1,5 @@
 """The notebooks run end to end (QUICK=1 sizes) in a fresh kernel of this interpreter."""
+
 import json
 import os
 import re
@@ -7,8 +8,7 @@ import time
 
 import pytest
 
-NOTEBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                         "notebooks")
+NOTEBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
 KERNEL = "jarl-test-python"
 
 
@@ -19,18 +19,29 @@ def kernel_env(tmp_path_factory):
   root = tmp_path_factory.mktemp("jupyter")
   spec_dir = root / "kernels" / KERNEL
   spec_dir.mkdir(parents=True)
-  (spec_dir / "kernel.json").write_text(json.dumps(dict(
-      argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-      display_name="JARL test", language="python")))
-  return dict(JUPYTER_PATH=str(root), QUICK="1", JAX_PLATFORMS="cpu",
-              JAX_COMPILATION_CACHE_DIR=str(root / "jax_cache"),
-              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  (spec_dir / "kernel.json").write_text(
+    json.dumps(
+      dict(
+        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        display_name="JARL test",
+        language="python",
+      )
+    )
+  )
+  return dict(
+    JUPYTER_PATH=str(root),
+    QUICK="1",
+    JAX_PLATFORMS="cpu",
+    JAX_COMPILATION_CACHE_DIR=str(root / "jax_cache"),
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+  )
 
 
 def run_notebook(name, cwd, env, monkeypatch):
   import nbclient  # pylint: disable=import-outside-toplevel
   import nbformat  # pylint: disable=import-outside-toplevel
+
   for key, value in env.items():
     monkeypatch.setenv(key, value)
   # conftest's 8 fake devices are for in-process sharding tests; the notebooks run as a
@@ -39,19 +50,26 @@ def run_notebook(name, cwd, env, monkeypatch):
   cwd.mkdir()
   nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
   start = time.time()
-  nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=600,
-                          resources={"metadata": {"path": str(cwd)}}).execute()
+  nbclient.NotebookClient(
+    nb, kernel_name=KERNEL, timeout=600, resources={"metadata": {"path": str(cwd)}}
+  ).execute()
   return nb, time.time() - start
 
 
 def texts(nb) -> str:
-  return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                 for o in c.get("outputs", []))
+  return "".join(
+    o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+  )
 
 
 def outputs(nb, mime):
-  return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-          if mime in o.get("data", {})]
+  return [
+    o
+    for c in nb.cells
+    if c.cell_type == "code"
+    for o in c.get("outputs", [])
+    if mime in o.get("data", {})
+  ]
 
 
 @pytest.mark.slow
@@ -59,8 +77,7 @@ def outputs(nb, mime):
 def test_notebooks_run(tmp_path, kernel_env, monkeypatch):
   # One test, in order: the second notebook's pretraining, model init and decoding compile
   # to the same programs as the first's and come from the shared compilation cache.
-  nb, seconds = run_notebook("quickstart.ipynb", tmp_path / "quickstart", kernel_env,
-                             monkeypatch)
+  nb, seconds = run_notebook("quickstart.ipynb", tmp_path / "quickstart", kernel_env, monkeypatch)
   print(f"quickstart.ipynb: {seconds:.0f} s")
   # QUICK reached the kernel: 10 training steps, not 1000.
   assert re.search(r"\b10 steps in", texts(nb))
@@ -69,8 +86,9 @@ def test_notebooks_run(tmp_path, kernel_env, monkeypatch):
   joint = [c for c in nb.cells if c.cell_type == "code" and "plot_joint_tokens" in c.source]
   assert joint and all(any("image/png" in o.get("data", {}) for o in c.outputs) for c in joint)
 
-  nb, seconds = run_notebook("finetune_and_evaluate.ipynb", tmp_path / "finetune",
-                             kernel_env, monkeypatch)
+  nb, seconds = run_notebook(
+    "finetune_and_evaluate.ipynb", tmp_path / "finetune", kernel_env, monkeypatch
+  )
   print(f"finetune_and_evaluate.ipynb: {seconds:.0f} s")
   out = texts(nb)
   assert re.search(r"pretrained 10 steps.*fine-tuned 10 steps", out, re.S)

@@ -1,4 +1,5 @@
 """jarl.predict: checkpoint directory -> answers for image files, equal to the evaluator's."""
+
 import os
 import subprocess
 import sys
@@ -7,22 +8,27 @@ import jax
 import numpy as np
 from PIL import Image
 import pytest
+import train_fixtures
 
-from jarl import checkpoint
-from jarl import predict
-from jarl import sharding
-from jarl import train
+from jarl import checkpoint, predict, sharding, train
 from jarl.data import shapes
 from jarl.evaluation import registry
-import train_fixtures
 
 NUM = 4
 
 
 def _config():
   config = train_fixtures.tiny_config(data__text_len=24, model__text__max_len=24)
-  config.evals = {"val": dict(type="vqa", task="vqa", source="shapes:validation",
-                              every_steps=1, num_examples=NUM, batch_size=8)}
+  config.evals = {
+    "val": dict(
+      type="vqa",
+      task="vqa",
+      source="shapes:validation",
+      every_steps=1,
+      num_examples=NUM,
+      batch_size=8,
+    )
+  }
   return config
 
 
@@ -38,15 +44,20 @@ def run(tmp_path_factory):
     trainer = train.make_trainer(config, mesh)
     state = train.initial_state(config, trainer)
     rng = np.random.default_rng(0)
-    params = jax.tree.map(lambda x: jax.device_put(
-        np.asarray(x) + rng.normal(0, 0.3, x.shape).astype(x.dtype), x.sharding), state.params)
+    params = jax.tree.map(
+      lambda x: jax.device_put(
+        np.asarray(x) + rng.normal(0, 0.3, x.shape).astype(x.dtype), x.sharding
+      ),
+      state.params,
+    )
     state = state.replace(params=params)
     ckpt = checkpoint.Checkpointer(str(workdir), every_steps=1, keep=1)
     ckpt.save(7, state, {})
     ckpt.close()
     train.save_config(config, str(workdir))
-    (ev,) = registry.make_evaluators(config, model=trainer.model, mesh=mesh,
-                                     param_shardings=trainer.state_sharding.params)
+    (ev,) = registry.make_evaluators(
+      config, model=trainer.model, mesh=mesh, param_shardings=trainer.state_sharding.params
+    )
     records = ev.predictions(params)
   images = []
   for i in range(NUM):
@@ -96,9 +107,14 @@ def test_image_formats_modes_and_sizes_go_through_the_eval_preprocessing(tmp_pat
 
 
 def _cli(*args):
-  return subprocess.Popen([sys.executable, "-m", "jarl.predict", *args],
-                          cwd=train_fixtures.repo_root(), env=train_fixtures.main_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  return subprocess.Popen(
+    [sys.executable, "-m", "jarl.predict", *args],
+    cwd=train_fixtures.repo_root(),
+    env=train_fixtures.main_env(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def test_cli_answers_and_bad_inputs_exit_2_with_one_line(run, tmp_path):
@@ -106,27 +122,42 @@ def test_cli_answers_and_bad_inputs_exit_2_with_one_line(run, tmp_path):
   (tmp_path / "empty.png").write_bytes(b"")
   (tmp_path / "text.png").write_text("not an image at all")
   png = open(images[0], "rb").read()
-  (tmp_path / "truncated.png").write_bytes(png[:len(png) // 2])
+  (tmp_path / "truncated.png").write_bytes(png[: len(png) // 2])
   (tmp_path / "no_config").mkdir()
   (tmp_path / "bad_config").mkdir()
   (tmp_path / "bad_config" / "config.json").write_text('{"model": {"vocab_size": 1}}')
   good_q = f"--question={questions[0]}"
   cases = {  # args -> the file the error line must name
-      "missing": ([f"--checkpoint={workdir}", f"--image={tmp_path}/nope.png", good_q],
-                  f"{tmp_path}/nope.png"),
-      "empty": ([f"--checkpoint={workdir}", f"--image={images[0]}",
-                 f"--image={tmp_path}/empty.png", good_q], f"{tmp_path}/empty.png"),
-      "undecodable": ([f"--checkpoint={workdir}", f"--image={tmp_path}/text.png", good_q],
-                      f"{tmp_path}/text.png"),
-      "truncated": ([f"--checkpoint={workdir}", f"--image={tmp_path}/truncated.png", good_q],
-                    f"{tmp_path}/truncated.png"),
-      "no_config": ([f"--checkpoint={tmp_path}/no_config", f"--image={images[0]}", good_q],
-                    f"{tmp_path}/no_config"),
-      "bad_config": ([f"--checkpoint={tmp_path}/bad_config", f"--image={images[0]}", good_q],
-                     f"{tmp_path}/bad_config/config.json"),
+    "missing": (
+      [f"--checkpoint={workdir}", f"--image={tmp_path}/nope.png", good_q],
+      f"{tmp_path}/nope.png",
+    ),
+    "empty": (
+      [f"--checkpoint={workdir}", f"--image={images[0]}", f"--image={tmp_path}/empty.png", good_q],
+      f"{tmp_path}/empty.png",
+    ),
+    "undecodable": (
+      [f"--checkpoint={workdir}", f"--image={tmp_path}/text.png", good_q],
+      f"{tmp_path}/text.png",
+    ),
+    "truncated": (
+      [f"--checkpoint={workdir}", f"--image={tmp_path}/truncated.png", good_q],
+      f"{tmp_path}/truncated.png",
+    ),
+    "no_config": (
+      [f"--checkpoint={tmp_path}/no_config", f"--image={images[0]}", good_q],
+      f"{tmp_path}/no_config",
+    ),
+    "bad_config": (
+      [f"--checkpoint={tmp_path}/bad_config", f"--image={images[0]}", good_q],
+      f"{tmp_path}/bad_config/config.json",
+    ),
   }
-  good = _cli(f"--checkpoint={workdir}", *[f"--image={p}" for p in images],
-              *[f"--question={q}" for q in questions])
+  good = _cli(
+    f"--checkpoint={workdir}",
+    *[f"--image={p}" for p in images],
+    *[f"--question={q}" for q in questions],
+  )
   procs = {name: _cli(*args) for name, (args, _) in cases.items()}
   out, err = good.communicate(timeout=240)
   assert good.returncode == 0, err

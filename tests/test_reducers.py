@@ -1,4 +1,5 @@
 """TokenLearner reducers: weights are proper pools and padding never leaks in."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,9 +1,10 @@
 """jarl_img2dataset: the standard TFDS dummy-data test on all three img2dataset layouts
 (cc3m: parquet train + webdataset validation, cc12m: files folders), then the records a
 `caption` source sees."""
-import pytest
 
+import pytest
 import tfds_testing
+
 from jarl.data import pipeline, sources
 from jarl.data.tfds import img2dataset
 
@@ -28,11 +29,14 @@ def data_dir(tmp_path_factory):
   return root
 
 
-@pytest.mark.parametrize("spec,expected", [
+@pytest.mark.parametrize(
+  "spec,expected",
+  [
     ("jarl_img2dataset/cc3m:train", {"a photo of a beach": 170, "a mountain at dusk": 180}),
     ("jarl_img2dataset/cc3m:validation", {"a red bicycle": 190, "snow": 200}),
     ("jarl_img2dataset/cc12m:train", {"a city at night": 210, "a cup": 220}),
-])
+  ],
+)
 def test_source_records_feed_the_caption_task(data_dir, spec, expected):
   src = sources.make_source(f"tfds:{spec}", image_size=8, where="t", tfds_data_dir=data_dir)
   got = {}
@@ -44,8 +48,10 @@ def test_source_records_feed_the_caption_task(data_dir, spec, expected):
 
 def test_non_jpeg_images_are_reencoded_and_broken_ones_dropped():
   import io  # pylint: disable=g-import-not-at-top
+
   import numpy as np  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   buf = io.BytesIO()
   Image.fromarray(np.full([4, 4, 3], 77, np.uint8)).save(buf, format="PNG")
   out = img2dataset._jpeg(buf.getvalue())  # pylint: disable=protected-access

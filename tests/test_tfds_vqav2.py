@@ -1,8 +1,9 @@
 """jarl_vqav2: the standard TFDS dummy-data test, then the records a `vqa` source sees."""
+
 import numpy as np
 import pytest
-
 import tfds_testing
+
 from jarl.data import pipeline, sources, tasks
 from jarl.data.tfds import vqav2
 
@@ -22,11 +23,15 @@ def data_dir(tmp_path_factory):
 
 
 def test_source_records_feed_the_vqa_task(data_dir):
-  src = sources.make_source("tfds:jarl_vqav2:train", image_size=8, where="t",
-                            tfds_data_dir=data_dir)
+  src = sources.make_source(
+    "tfds:jarl_vqav2:train", image_size=8, where="t", tfds_data_dir=data_dir
+  )
   recs = sorted((src[i] for i in range(len(src))), key=lambda r: r["questions"][0])
   assert [r["questions"] for r in recs] == [
-      ["How many dogs?"], ["Is it sunny?"], ["What color is the car?"]]
+    ["How many dogs?"],
+    ["Is it sunny?"],
+    ["What color is the car?"],
+  ]
   assert recs[0]["answers"] == [["2"] * 7 + ["3"] * 3]
   # image 1 (value 10) carries the first two questions, image 2 (value 20) the third
   assert [round(float(pipeline.load_image(r["image"]).mean())) for r in recs] == [10, 10, 20]
@@ -36,7 +41,6 @@ def test_source_records_feed_the_vqa_task(data_dir):
 
 
 def test_test_split_has_no_answers(data_dir):
-  src = sources.make_source("tfds:jarl_vqav2:test", image_size=8, where="t",
-                            tfds_data_dir=data_dir)
+  src = sources.make_source("tfds:jarl_vqav2:test", image_size=8, where="t", tfds_data_dir=data_dir)
   (rec,) = [src[i] for i in range(len(src))]
   assert rec["questions"] == ["What time is it?"] and rec["answers"] == [[]]

@@ -1,10 +1,10 @@
 """Gradient accumulation and non-finite handling of the jitted train step."""
+
 import jax
 import numpy as np
-
-from jarl import sharding
-from jarl import train
 import train_fixtures
+
+from jarl import sharding, train
 
 
 def test_gradient_accumulation_matches_one_big_batch():
@@ -12,18 +12,23 @@ def test_gradient_accumulation_matches_one_big_batch():
   batches = [train_fixtures.batch(train_fixtures.tiny_config(), 8, seed) for seed in (3, 4)]
   mesh_config = [("data", -1), ("fsdp", 1), ("model", 1)]
   whole, p_whole = train_fixtures.run_steps(
-      train_fixtures.tiny_config(), mesh_config, jax.devices()[:2], batches)
+    train_fixtures.tiny_config(), mesh_config, jax.devices()[:2], batches
+  )
   split, p_split = train_fixtures.run_steps(
-      train_fixtures.tiny_config(optimizer__grad_accum_steps=2), mesh_config,
-      jax.devices()[:2], batches)
+    train_fixtures.tiny_config(optimizer__grad_accum_steps=2),
+    mesh_config,
+    jax.devices()[:2],
+    batches,
+  )
   for a, b in zip(whole, split):
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
     # Per-example losses come back in the batch's original row order.
     np.testing.assert_allclose(a["per_example_loss"], b["per_example_loss"], rtol=1e-5)
     np.testing.assert_allclose(a["grad_norm"], b["grad_norm"], rtol=1e-4)
   # As in test_train_step: zero-true-gradient biases may differ by float noise only.
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=3e-4),
-               p_whole, p_split)
+  jax.tree.map(
+    lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=3e-4), p_whole, p_split
+  )
 
 
 def test_nonfinite_batch_is_flagged_and_skipped():

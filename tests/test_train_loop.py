@@ -1,13 +1,13 @@
 """train_and_evaluate in-process on the tiny config: metrics, checkpoints, errors."""
+
 import os
 
 import numpy as np
 import pytest
-
-from jarl import metrics_writer
-from jarl import train
-from jarl.data import pipeline
 import train_fixtures
+
+from jarl import metrics_writer, train
+from jarl.data import pipeline
 
 
 def test_trains_evaluates_checkpoints_and_logs(tmp_path):
@@ -23,8 +23,13 @@ def test_trains_evaluates_checkpoints_and_logs(tmp_path):
   assert {r["val/examples"] for r in records if "val/examples" in r} == {16.0}
   assert val[6] < val[0] - 0.3  # it learns: lr 3e-3 on the shapes captions
   last = [r for r in records if "train/loss" in r][-1]
-  for key in ("train/learning_rate", "train/grad_norm", "perf/examples_per_s",
-              "perf/tflops_per_s", "data/batch_crc32"):
+  for key in (
+    "train/learning_rate",
+    "train/grad_norm",
+    "perf/examples_per_s",
+    "perf/tflops_per_s",
+    "data/batch_crc32",
+  ):
     assert key in last and np.isfinite(last[key])
   assert last["perf/tflops_per_s"] > 0
   assert any(k.startswith("train/loss_") for k in last)  # per-dataset losses
@@ -32,7 +37,9 @@ def test_trains_evaluates_checkpoints_and_logs(tmp_path):
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
 
 
-@pytest.mark.parametrize("overrides, message", [
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
     (dict(global_batch_size=7), "config.global_batch_size=7"),
     (dict(optimizer__learning_rate=-1.0), "config.optimizer.learning_rate=-1.0"),
     (dict(optimizer__grad_accum_steps=3), "config.optimizer.grad_accum_steps=3"),
@@ -42,7 +49,8 @@ def test_trains_evaluates_checkpoints_and_logs(tmp_path):
     (dict(evals__val__batch_size=12), "config.evals.val.batch_size=12"),
     (dict(model__fusion__num_tokens=0), "config.model.fusion.num_tokens=0"),
     (dict(model__vocab_size=300), "config.model.vocab_size=300"),
-])
+  ],
+)
 def test_bad_config_fails_before_anything_is_written(tmp_path, overrides, message):
   with pytest.raises(ValueError) as e:
     train.train_and_evaluate(train_fixtures.tiny_config(**overrides), str(tmp_path))

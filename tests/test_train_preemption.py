@@ -1,9 +1,9 @@
 """SIGTERM handling and the metrics.jsonl writer (no model, instant)."""
+
 import os
 import signal
 
-from jarl import metrics_writer
-from jarl import preemption
+from jarl import metrics_writer, preemption
 
 
 def test_sigterm_sets_the_flag_instead_of_killing():
@@ -25,7 +25,9 @@ def test_jsonl_writer_appends_one_object_per_write(tmp_path):
   writer.flush()
   writer.close()
   assert metrics_writer.read_jsonl(str(tmp_path)) == [
-      {"step": 1, "train/loss": 2.5, "data/weight/a": 0.25}, {"step": 2, "val/loss": 1.0}]
+    {"step": 1, "train/loss": 2.5, "data/weight/a": 0.25},
+    {"step": 2, "val/loss": 1.0},
+  ]
   # A resumed run appends to the same file.
   again = metrics_writer.make_writer(str(tmp_path))
   again.write_scalars(3, {"val/loss": 0.5})

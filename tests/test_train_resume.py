@@ -1,14 +1,15 @@
 """`python -m jarl.main` end to end: exact resume after SIGTERM / SIGKILL, init_from,
 and a workdir holding another model. Subprocesses, so these are `slow` (CI runs `ci`)."""
+
 import os
 import shutil
 import signal
 import time
 
 import pytest
+import train_fixtures
 
 from jarl import metrics_writer
-import train_fixtures
 
 N = 30
 RUN = dict(total_steps=N, ckpt_every_steps=10, evals__val__every_steps=10)
@@ -23,8 +24,10 @@ def _wait_for(predicate, proc, timeout=240):
   deadline = time.time() + timeout
   while not predicate():
     if proc.poll() is not None:
-      raise AssertionError(f"run ended (rc={proc.returncode}) before the test could "
-                           f"interrupt it:\n{proc.stdout.read()[-3000:]}")
+      raise AssertionError(
+        f"run ended (rc={proc.returncode}) before the test could "
+        f"interrupt it:\n{proc.stdout.read()[-3000:]}"
+      )
     if time.time() > deadline:
       proc.kill()
       raise AssertionError("timed out waiting for the run")
@@ -51,8 +54,9 @@ def _assert_same_run(reference, resumed, resumed_from):
   assert abs(loss[N] - ref_loss[N]) <= 1e-6, (loss[N], ref_loss[N])
   # Same data order after the resume point: identical batches, step by step.
   ref_crc, crc = _by_step(reference, "data/batch_crc32"), _by_step(resumed, "data/batch_crc32")
-  assert [crc[s] for s in range(resumed_from + 1, N + 1)] == \
-      [ref_crc[s] for s in range(resumed_from + 1, N + 1)]
+  assert [crc[s] for s in range(resumed_from + 1, N + 1)] == [
+    ref_crc[s] for s in range(resumed_from + 1, N + 1)
+  ]
   assert abs(_by_step(resumed, "val/loss")[N] - _by_step(reference, "val/loss")[N]) <= 1e-6
 
 
@@ -104,8 +108,9 @@ def test_workdir_with_another_model_is_a_clear_error(reference, cache, tmp_path)
 
 @pytest.mark.slow
 def test_init_from_loads_parameters_only(reference, cache, tmp_path):
-  result = train_fixtures.run_main(tmp_path, cache, total_steps=2, ckpt_every_steps=10,
-                                   init_from=str(reference))
+  result = train_fixtures.run_main(
+    tmp_path, cache, total_steps=2, ckpt_every_steps=10, init_from=str(reference)
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   # Step-0 validation of the new run = final validation of the run it starts from.
   start = _by_step(tmp_path, "val/loss")[0]

@@ -1,66 +1,65 @@
 """ViCHA options: hierarchical contrastive alignment, masked image modelling, visual concepts."""
+
 import json
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import train_fixtures
 
-from jarl import metrics_writer
-from jarl import train
-from jarl import train_step as train_step_lib
-from jarl import vicha_losses
+from jarl import losses, metrics_writer, train
 from jarl.data import pipeline, shapes, sources, tasks, tokenizer
 from jarl.models import model as model_lib
 from jarl.models import vicha
 from jarl.tools import convert
-import train_fixtures
 
 
 def _np_info_nce(image, text, scale):
   image = image / np.linalg.norm(image, axis=-1, keepdims=True)
   text = text / np.linalg.norm(text, axis=-1, keepdims=True)
   logits = scale * image @ text.T
+
   def xent(z):  # rows: -log softmax at the diagonal
     z = z - z.max(1, keepdims=True)
     return -(np.diag(z) - np.log(np.exp(z).sum(1)))
+
   return 0.5 * (xent(logits).mean() + xent(logits.T).mean())
 
 
 # --- the losses ---------------------------------------------------------------------------
 
+
 def test_hierarchical_loss_is_the_weighted_sum_of_per_depth_losses_by_hand():
   rng = np.random.default_rng(0)
   image, text = rng.normal(size=(3, 5, 4)), rng.normal(size=(3, 5, 4))
   log_scale = np.log(1 / 0.2)
-  out = dict(vicha_image_embed=jnp.asarray(image, jnp.float32),
-             vicha_text_embed=jnp.asarray(text, jnp.float32),
-             vicha_log_scale=jnp.float32(log_scale))
+  out = {
+    "aux/contrastive_img": jnp.asarray(image, jnp.float32),
+    "aux/contrastive_txt": jnp.asarray(text, jnp.float32),
+    "aux/contrastive_log_scale": jnp.float32(log_scale),
+  }
   weights = (0.5, 1.0, 2.0)
   by_hand = [_np_info_nce(image[p], text[p], 1 / 0.2) for p in range(3)]
-  got = vicha_losses.hierarchical_contrastive(out, weights=weights)
+  got = losses.hierarchical_contrastive(out, weights=weights)
   np.testing.assert_allclose(got, sum(w * v for w, v in zip(weights, by_hand)), rtol=1e-5)
-  np.testing.assert_allclose(vicha_losses.hierarchical_contrastive(out), sum(by_hand), rtol=1e-5)
+  np.testing.assert_allclose(losses.hierarchical_contrastive(out), sum(by_hand), rtol=1e-5)
   assert min(by_hand) > 0.5  # random pairs: far from aligned
-  with pytest.raises(ValueError, match="contrastive_depth_weights"):
-    vicha_losses.hierarchical_contrastive(out, weights=(1.0, 1.0))
 
 
 def test_info_nce_of_aligned_embeddings_at_low_temperature_is_near_zero():
   emb = jnp.eye(6, 8) * 3.0  # orthogonal rows; text = image up to scale
-  assert float(vicha_losses.info_nce(emb, 2 * emb, jnp.log(1 / 0.01))) < 1e-6
+  assert float(losses.info_nce(emb, 2 * emb, jnp.log(1 / 0.01))) < 1e-6
   # At temperature 1 the same pairs still pay log(1 + 5 e^-1), the negatives' share.
-  np.testing.assert_allclose(vicha_losses.info_nce(emb, emb, 0.0),
-                             np.log(np.e + 5) - 1, rtol=1e-5)
+  np.testing.assert_allclose(losses.info_nce(emb, emb, 0.0), np.log(np.e + 5) - 1, rtol=1e-5)
 
 
 def test_info_nce_padding_rows_are_neither_anchors_nor_negatives():
   rng = np.random.default_rng(1)
   image, text = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
   mask = jnp.array([True, True, False, True, False])
-  got = vicha_losses.info_nce(jnp.asarray(image), jnp.asarray(text), jnp.log(3.0), mask)
+  got = losses.info_nce(jnp.asarray(image), jnp.asarray(text), jnp.log(3.0), mask)
   keep = np.asarray(mask)
   np.testing.assert_allclose(got, _np_info_nce(image[keep], text[keep], 3.0), rtol=1e-5)
 
@@ -69,12 +68,19 @@ def test_mim_loss_counts_only_masked_patches():
   rng = np.random.default_rng(2)
   pred, target = rng.normal(size=(2, 4, 6)), rng.normal(size=(2, 4, 6))
   mask = np.array([[True, False, False, True], [False, True, False, False]])
-  out = dict(mim_pred=jnp.asarray(pred), mim_target=jnp.asarray(target), mim_mask=jnp.asarray(mask))
+  out = {
+    "aux/mim_pred": jnp.asarray(pred),
+    "aux/mim_target": jnp.asarray(target),
+    "aux/mim_mask": jnp.asarray(mask),
+  }
   by_hand = ((pred - target) ** 2).mean(-1)[mask].mean()
-  np.testing.assert_allclose(vicha_losses.masked_image_modelling(out), by_hand, rtol=1e-6)
-  spoiled = dict(out, mim_pred=jnp.where(jnp.asarray(mask)[..., None], out["mim_pred"], 1e3))
-  np.testing.assert_allclose(vicha_losses.masked_image_modelling(spoiled), by_hand, rtol=1e-6)
-  rows = vicha_losses.masked_image_modelling(out, jnp.array([True, False]))
+  np.testing.assert_allclose(losses.masked_image_modelling(out), by_hand, rtol=1e-6)
+  spoiled = {
+    **out,
+    "aux/mim_pred": jnp.where(jnp.asarray(mask)[..., None], out["aux/mim_pred"], 1e3),
+  }
+  np.testing.assert_allclose(losses.masked_image_modelling(spoiled), by_hand, rtol=1e-6)
+  rows = losses.masked_image_modelling(out, jnp.array([True, False]))
   np.testing.assert_allclose(rows, ((pred - target) ** 2).mean(-1)[0][mask[0]].mean(), rtol=1e-6)
 
 
@@ -85,11 +91,13 @@ def test_patch_mask_count_and_patch_targets_follow_the_vit_token_order():
   image = np.random.default_rng(3).uniform(-1, 1, (1, 4, 6, 3)).astype(np.float32)
   targets = np.asarray(vicha.patch_targets(jnp.asarray(image), 2))
   patch = image[0, 2:4, 4:6].reshape(-1)  # row 1, column 2 of a 2x3 grid: token 5
-  np.testing.assert_allclose(targets[0, 5], (patch - patch.mean()) / np.sqrt(patch.var() + 1e-6),
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    targets[0, 5], (patch - patch.mean()) / np.sqrt(patch.var() + 1e-6), rtol=1e-5
+  )
 
 
 # --- the model: options off restore the plain model bit for bit -----------------------------
+
 
 def _plain(config):
   """The same config with no ViCHA keys at all (the model as it was before them)."""
@@ -99,9 +107,14 @@ def _plain(config):
   return config
 
 
-VICHA_ON = dict(model__vicha__contrastive_depths=((1, 1), (2, 1)), model__vicha__embed_dim=16,
-                model__vicha__mim_ratio=0.5, losses__contrastive_weight=0.5,
-                losses__contrastive_depth_weights=(1.0, 2.0), losses__mim_weight=1.0)
+VICHA_ON = dict(
+  model__vicha__contrastive_depths=((1, 1), (2, 1)),
+  model__vicha__embed_dim=16,
+  model__vicha__mim_ratio=0.5,
+  losses__contrastive_weight=0.5,
+  losses__contrastive_depth_weights=(1.0, 2.0),
+  losses__mim_weight=1.0,
+)
 
 
 def _vicha_config(**overrides):
@@ -109,31 +122,38 @@ def _vicha_config(**overrides):
   return train_fixtures.tiny_config(**{**VICHA_ON, **overrides})
 
 
-def _init(model_config, b):
-  m = model_lib.build(model_config)
+def _init(config, b):
+  m = model_lib.build(config)
   params = m.init({"params": jax.random.key(0)}, b["image"], b["text"], b["target"])["params"]
   return m, nn.meta.unbox(params)
 
 
 def _apply(m, params, b, train):
-  return m.apply({"params": params}, b["image"], b["text"], b["target"], train=train,
-                 rngs={"dropout": jax.random.key(1), "mim": jax.random.key(2)})
+  return m.apply(
+    {"params": params},
+    b["image"],
+    b["text"],
+    b["target"],
+    train=train,
+    rngs={"dropout": jax.random.key(1), "mim": jax.random.key(2)},
+  )
 
 
 def test_options_off_give_the_plain_model_bit_for_bit_and_heads_are_side_branches():
   config = train_fixtures.tiny_config()
   b = train_fixtures.batch(config, 4)
-  plain_model, plain_params = _init(_plain(config).model, b)
-  off_model, off_params = _init(config.model, b)
+  plain_model, plain_params = _init(_plain(config), b)
+  off_model, off_params = _init(config, b)
   jax.tree.map(np.testing.assert_array_equal, plain_params, off_params)
   plain_logits, plain_out = _apply(plain_model, plain_params, b, True)
   off_logits, off_out = _apply(off_model, off_params, b, True)
   np.testing.assert_array_equal(plain_logits, off_logits)
-  assert set(off_out) == set(plain_out) and not any(k.startswith(("vicha", "mim")) for k in off_out)
+  assert set(off_out) == set(plain_out)
+  assert not any(k.startswith(("aux/contrastive", "aux/mim")) for k in off_out)
 
   # With every head on, the shared parameters initialise identically and the decoder's
   # logits are unchanged (the heads and the masked ViT pass only add outputs).
-  on_model, on_params = _init(_vicha_config().model, b)
+  on_model, on_params = _init(_vicha_config(), b)
   assert {"contrastive", "mim_head"} <= set(on_params)
   assert "mask_token" in on_params["vision"] and "mask_token" not in plain_params["vision"]
   shared = {k: v for k, v in on_params.items() if k in plain_params}
@@ -141,10 +161,10 @@ def test_options_off_give_the_plain_model_bit_for_bit_and_heads_are_side_branche
   jax.tree.map(np.testing.assert_array_equal, plain_params, shared)
   on_logits, on_out = _apply(on_model, on_params, b, True)
   np.testing.assert_array_equal(plain_logits, on_logits)
-  assert on_out["vicha_image_embed"].shape == (2, 4, 16)
-  np.testing.assert_array_equal(np.asarray(on_out["mim_mask"]).sum(1), [2, 2, 2, 2])
+  assert on_out["aux/contrastive_img"].shape == (2, 4, 16)
+  np.testing.assert_array_equal(np.asarray(on_out["aux/mim_mask"]).sum(1), [2, 2, 2, 2])
   _, eval_out = _apply(on_model, on_params, b, False)
-  assert "mim_pred" not in eval_out  # MIM is a training-only pass
+  assert "aux/mim_pred" not in eval_out  # MIM is a training-only pass
 
 
 def test_train_step_with_options_off_or_zero_weight_is_the_plain_step_bit_for_bit():
@@ -170,12 +190,14 @@ def test_train_step_loss_is_decoder_plus_weighted_aux_losses():
   """On 8 devices: the [B, B] contrastive logits span the global batch under sharding."""
   config = _vicha_config()
   batches = [train_fixtures.batch(config, 8, 0)]
-  metrics, _ = train_fixtures.run_steps(config, [("data", -1), ("fsdp", 1), ("model", 1)],
-                                        jax.devices(), batches)
+  metrics, _ = train_fixtures.run_steps(
+    config, [("data", -1), ("fsdp", 1), ("model", 1)], jax.devices(), batches
+  )
   m = metrics[0]
-  assert train_step_lib.loss_terms(config) == ("decoder", "contrastive", "mim")
-  np.testing.assert_allclose(m["loss"], m["loss_decoder"] + 0.5 * m["loss_contrastive"]
-                             + 1.0 * m["loss_mim"], rtol=1e-6)
+  assert losses.make_objective(config).terms == ("decoder", "contrastive", "mim")
+  np.testing.assert_allclose(
+    m["loss"], m["loss_decoder"] + 0.5 * m["loss_contrastive"] + 1.0 * m["loss_mim"], rtol=1e-6
+  )
   # Two depth pairs weighted 1 and 2 over 8 unrelated pairs: above 3 * log(8) (chance).
   assert m["loss_contrastive"] > 3.0 * np.log(8) and m["loss_mim"] > 0.1
   assert np.isfinite(m["grad_norm"]) and m["grad_norm"] > 0
@@ -185,11 +207,16 @@ def test_train_step_loss_is_decoder_plus_weighted_aux_losses():
 def test_aux_losses_with_gradient_accumulation():
   """Micro-batches: each aux loss is the token-weighted mean over them, added once."""
   config = _vicha_config(optimizer__grad_accum_steps=2)
-  metrics, _ = train_fixtures.run_steps(config, [("data", -1), ("fsdp", 1), ("model", 1)],
-                                        jax.devices()[:1], [train_fixtures.batch(config, 8, 0)])
+  metrics, _ = train_fixtures.run_steps(
+    config,
+    [("data", -1), ("fsdp", 1), ("model", 1)],
+    jax.devices()[:1],
+    [train_fixtures.batch(config, 8, 0)],
+  )
   m = metrics[0]
-  np.testing.assert_allclose(m["loss"], m["loss_decoder"] + 0.5 * m["loss_contrastive"]
-                             + m["loss_mim"], rtol=1e-6)
+  np.testing.assert_allclose(
+    m["loss"], m["loss_decoder"] + 0.5 * m["loss_contrastive"] + m["loss_mim"], rtol=1e-6
+  )
   # Negatives come from the micro-batch (4 examples): above chance for 2 pairs weighted 1+2.
   assert m["loss_contrastive"] > 3.0 * np.log(4) and np.isfinite(m["grad_norm"])
 
@@ -199,26 +226,39 @@ def test_contrastive_negatives_span_the_global_batch_under_sharding():
   """8-way data parallel gives the 1-device losses: every device sees all B*B logits."""
   config = _vicha_config()
   batches = [train_fixtures.batch(config, 8, 0)]
-  one, _ = train_fixtures.run_steps(config, [("data", -1), ("fsdp", 1), ("model", 1)],
-                                    jax.devices()[:1], batches)
-  eight, _ = train_fixtures.run_steps(config, [("data", 8), ("fsdp", 1), ("model", 1)],
-                                      jax.devices(), batches)
+  one, _ = train_fixtures.run_steps(
+    config, [("data", -1), ("fsdp", 1), ("model", 1)], jax.devices()[:1], batches
+  )
+  eight, _ = train_fixtures.run_steps(
+    config, [("data", 8), ("fsdp", 1), ("model", 1)], jax.devices(), batches
+  )
   for key in ("loss_contrastive", "loss_mim", "loss"):
     np.testing.assert_allclose(one[0][key], eight[0][key], rtol=1e-5)
 
 
-@pytest.mark.parametrize("overrides, message", [
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
     (dict(losses__contrastive_weight=1.0), "config.losses.contrastive_weight=1.0 needs"),
     (dict(losses__mim_weight=1.0), "config.losses.mim_weight=1.0 needs"),
+    (
+      dict(
+        model__vicha__contrastive_depths=((1, 1),),
+        losses__contrastive_weight=1.0,
+        losses__contrastive_depth_weights=(1.0, 2.0),
+      ),
+      "contrastive_depth_weights=.*one weight",
+    ),
     (dict(model__vicha__contrastive_depths=((3, 1),)), "vision depth 3 is outside"),
     (dict(model__vicha__contrastive_depths=((1, 2),)), "text depth 2 is outside"),
     (dict(model__vicha__mim_ratio=1.0), "config.model.vicha.mim_ratio=1.0"),
-])
+  ],
+)
 def test_bad_vicha_settings_name_the_key(overrides, message):
   config = train_fixtures.tiny_config(**overrides)
   with pytest.raises(ValueError, match=message):
-    model_lib.build(config.model)
-    train_step_lib.aux_loss_weights(config)
+    model_lib.build(config)
+    losses.make_objective(config)
 
 
 @pytest.mark.slow
@@ -232,15 +272,26 @@ def test_a_few_train_steps_with_every_option_on_log_each_loss(tmp_path):
   for r in records:
     for key in ("train/loss_decoder", "train/loss_contrastive", "train/loss_mim"):
       assert np.isfinite(r[key]) and r[key] > 0
-    np.testing.assert_allclose(r["train/loss"], r["train/loss_decoder"] + 0.5 *
-                               r["train/loss_contrastive"] + r["train/loss_mim"], rtol=1e-5)
+    np.testing.assert_allclose(
+      r["train/loss"],
+      r["train/loss_decoder"] + 0.5 * r["train/loss_contrastive"] + r["train/loss_mim"],
+      rtol=1e-5,
+    )
 
 
 # --- visual concepts in the data -----------------------------------------------------------
 
+
 def _prepare(visual_concepts, task="caption"):
-  return pipeline.Prepare(task, "shapes", image_size=16, text_len=48, target_len=24,
-                          augment=False, visual_concepts=visual_concepts)
+  return pipeline.Prepare(
+    task,
+    "shapes",
+    image_size=16,
+    text_len=48,
+    target_len=24,
+    augment=False,
+    visual_concepts=visual_concepts,
+  )
 
 
 def test_shapes_concepts_are_the_scene_objects_and_reach_the_encoder_text():
@@ -269,7 +320,9 @@ def test_record_without_concepts_is_skipped_as_missing_field():
 
 def _png(k):
   import io
+
   from PIL import Image
+
   buf = io.BytesIO()
   Image.fromarray(np.full([8, 8, 3], 30 * k, np.uint8)).save(buf, format="PNG")
   return buf.getvalue()
@@ -285,13 +338,18 @@ def test_converter_flag_attaches_keywords_from_jsonl_and_tsv(tmp_path):
   images.mkdir()
   for k in range(3):
     (images / f"im{k}.png").write_bytes(_png(k))
-  lines = [dict(image="im0.png", caption="a dog", tags=["dog", "grass field"]),
-           dict(image="im1.png", caption="a cat", tags="cat,  sofa ,"),
-           dict(image="im2.png", caption="nothing tagged")]
+  lines = [
+    dict(image="im0.png", caption="a dog", tags=["dog", "grass field"]),
+    dict(image="im1.png", caption="a cat", tags="cat,  sofa ,"),
+    dict(image="im2.png", caption="nothing tagged"),
+  ]
   (tmp_path / "caps.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
   counts = {}
-  convert.write_shards(convert.from_folder(str(images), str(tmp_path / "caps.jsonl"), counts,
-                                           concepts_field="tags"), str(tmp_path / "j"), 1)
+  convert.write_shards(
+    convert.from_folder(str(images), str(tmp_path / "caps.jsonl"), counts, concepts_field="tags"),
+    str(tmp_path / "j"),
+    1,
+  )
   recs = _read(tmp_path / "j")
   assert recs["im0.png"]["concepts"] == ["dog", "grass field"]
   assert recs["im1.png"]["concepts"] == ["cat", "sofa"]
@@ -302,8 +360,11 @@ def test_converter_flag_attaches_keywords_from_jsonl_and_tsv(tmp_path):
 
   (tmp_path / "caps.tsv").write_text("im0.png\ta dog\tdog, ball\nim1.png\ta cat\n")
   counts = {}
-  convert.write_shards(convert.from_folder(str(images), str(tmp_path / "caps.tsv"), counts,
-                                           concepts_field="concepts"), str(tmp_path / "t"), 1)
+  convert.write_shards(
+    convert.from_folder(str(images), str(tmp_path / "caps.tsv"), counts, concepts_field="concepts"),
+    str(tmp_path / "t"),
+    1,
+  )
   recs = _read(tmp_path / "t")
   assert recs["im0.png"]["concepts"] == ["dog", "ball"]
   assert recs["im0.png"]["captions"] == ["a dog"]

@@ -1,5 +1,6 @@
 """jarl.viz: the joint-token maps are the model's reducer weights, cut up correctly; the
 plots draw what they are given; train_live reports a failed run with its log."""
+
 import json
 
 import flax.linen as nn
@@ -7,13 +8,14 @@ import jax
 import matplotlib
 import numpy as np
 import pytest
+import train_fixtures
 
+from jarl import batch as batch_lib
 from jarl import viz
 from jarl.data import shapes
 from jarl.data import tokenizer as tokenizer_lib
 from jarl.models import model as model_lib
 from jarl.predict import Predictor
-import train_fixtures
 
 matplotlib.use("Agg")
 
@@ -21,11 +23,12 @@ matplotlib.use("Agg")
 @pytest.fixture(scope="module")
 def predictor():
   """The tiny test model (4 joint tokens, K = 1, 2x2 patch grid at 16 px), random init."""
-  config = train_fixtures.tiny_config(**{"model.fusion.vision_taps": (1, 2),
-                                         "model.fusion.text_taps": (1, 1)})
-  model = model_lib.build(config.model)
-  dummy = model_lib.dummy_batch(config.model, 1)
-  init = jax.jit(lambda rng: model.init(rng, dummy["image"], dummy["text"], dummy["target"]))
+  config = train_fixtures.tiny_config(
+    **{"model.fusion.vision_taps": (1, 2), "model.fusion.text_taps": (1, 1)}
+  )
+  model = model_lib.build(config)
+  dummy = batch_lib.dummy_batch(config, 1)
+  init = jax.jit(lambda rng: model.init(rng, **dummy))
   params = nn.unbox(init(jax.random.key(0))["params"])
   return Predictor(config, params)
 
@@ -54,11 +57,12 @@ def test_joint_token_maps_are_the_reducer_softmax(predictor):
   # The same numbers as the model's own output for that input.
   pixels = viz.predict.read_image(scene["image"], 16)
   ids, _ = predictor.tokenizer.encode_fixed("answer " + question, 8, add_eos=False)
-  _, _, out = predictor.model.apply({"params": predictor.params}, pixels[None], ids[None],
-                                    method=model_lib.Model.encode)
-  w = np.asarray(out["reducer_weights_1"][0])
+  _, _, out = predictor.model.apply(
+    {"params": predictor.params}, pixels[None], ids[None], method=model_lib.Model.encode
+  )
+  w = np.asarray(out["fusion/weights_1"][0])
   np.testing.assert_allclose(maps.vision[1].reshape(4, 4), w[:, :4], atol=1e-6)
-  np.testing.assert_allclose(maps.text[1], w[:, 4:4 + int((ids != 0).sum())], atol=1e-6)
+  np.testing.assert_allclose(maps.text[1], w[:, 4 : 4 + int((ids != 0).sum())], atol=1e-6)
   assert len(maps.pieces) == int((ids != 0).sum()) == maps.text[1].shape[1]
   config.model.fusion.type = "concat"
   try:
@@ -88,8 +92,12 @@ def test_upsample_and_to_uint8():
 def test_read_metrics_skips_a_partial_last_line(tmp_path):
   assert not viz.read_metrics(str(tmp_path))
   (tmp_path / "metrics.jsonl").write_text(
-      json.dumps({"step": 1, "train/loss": 2.0}) + "\n" +
-      json.dumps({"step": 2, "train/loss": 1.5, "val/loss": 1.7}) + "\n" + '{"step": 3, "tr')
+    json.dumps({"step": 1, "train/loss": 2.0})
+    + "\n"
+    + json.dumps({"step": 2, "train/loss": 1.5, "val/loss": 1.7})
+    + "\n"
+    + '{"step": 3, "tr'
+  )
   records = viz.read_metrics(str(tmp_path))
   assert [r["step"] for r in records] == [1, 2]
   steps, values = viz.series(records, "val/loss")
@@ -97,19 +105,28 @@ def test_read_metrics_skips_a_partial_last_line(tmp_path):
 
 
 def test_plots_draw_what_they_are_given(predictor):
-  records = [{"step": s, "train/loss": 3.0 / s, "train/loss_caption": 3.0 / s,
-              "train/loss_vqa": 4.0 / s, "data/weight/caption": 0.4,
-              "data/weight/vqa": 0.6} for s in range(1, 6)] + [{"step": 5, "val/loss": 0.9}]
+  records = [
+    {
+      "step": s,
+      "train/loss": 3.0 / s,
+      "train/loss_caption": 3.0 / s,
+      "train/loss_vqa": 4.0 / s,
+      "data/weight/caption": 0.4,
+      "data/weight/vqa": 0.6,
+    }
+    for s in range(1, 6)
+  ] + [{"step": 5, "val/loss": 0.9}]
   fig = viz.plot_training(records, "run")
   left, right = fig.axes
-  assert [l.get_label() for l in left.lines] == ["loss_caption", "loss_vqa", "val/loss"]
-  assert [l.get_label() for l in right.lines] == ["caption", "vqa"]
+  assert [line.get_label() for line in left.lines] == ["loss_caption", "loss_vqa", "val/loss"]
+  assert [line.get_label() for line in right.lines] == ["caption", "vqa"]
   np.testing.assert_allclose(right.lines[1].get_ydata(), 0.6)
   assert fig._suptitle.get_text() == "run step 5"  # pylint: disable=protected-access
 
   image = shapes.example("validation", 0, image_size=16)["image"]
-  fig = viz.plot_answers([image, image], ["q1", "q2"], ["one", "red"], ["one", "blue"],
-                         title="answers")
+  fig = viz.plot_answers(
+    [image, image], ["q1", "q2"], ["one", "red"], ["one", "blue"], title="answers"
+  )
   assert fig._suptitle.get_text() == "answers"  # pylint: disable=protected-access
   titles = [ax.title for ax in fig.axes[:2]]
   assert [t.get_color() for t in titles] == ["darkgreen", "firebrick"]
@@ -137,7 +154,8 @@ def test_train_live_raises_with_the_log_of_a_failed_run(tmp_path):
 @pytest.mark.slow
 def test_train_live_trains_and_draws(tmp_path):
   shown = []
-  records = viz.train_live(train_fixtures.tiny_config(), str(tmp_path), every_s=0.5,
-                           show=shown.append)
+  records = viz.train_live(
+    train_fixtures.tiny_config(), str(tmp_path), every_s=0.5, show=shown.append
+  )
   assert max(r["step"] for r in records) == 6 and shown
   assert "train/loss" in records[-2] or "train/loss" in records[-1]

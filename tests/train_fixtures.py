@@ -1,5 +1,7 @@
-"""A tiny JARL config for trainer tests: same code paths as the demo, compiles in seconds."""
-import importlib.util
+"""Helpers for the trainer tests: the tiny config with overrides, `python -m jarl.main` runs,
+deterministic batches, and the lockstep multi-process job. The tiny config itself is
+configs/pretrain.py:tiny (same code paths as the demo, compiles in seconds)."""
+
 import os
 import subprocess
 import sys
@@ -7,50 +9,12 @@ import sys
 import jax
 import numpy as np
 
-from jarl import metrics_writer
-from jarl import sharding
-from jarl import train
+from configs import pretrain
+from jarl import metrics_writer, sharding, train
 
 
 def repo_root() -> str:
   return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load_pretrain():
-  spec = importlib.util.spec_from_file_location(
-      "jarl_configs_pretrain", os.path.join(repo_root(), "configs", "pretrain.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-pretrain = _load_pretrain()
-
-# dotted config key -> value; used in-process (`tiny_config`) and as CLI overrides (`tiny_flags`).
-TINY = {
-    # The paper's patch stem: these fixtures test the trainer, and a 16 px image leaves the
-    # demo's conv stem (tests/test_model.py) a 2x2 grid whose first steps are too noisy
-    # for the "loss falls within a few steps" checks.
-    "model.vision.stem": "patch",
-    # No image tagging loss either: these tests check the plain decoder loss (tagging has
-    # its own tests in tests/test_tagging.py, and the demo's path in
-    # tests/test_finetune_configs.py).
-    "model.num_tags": 0, "data.tags": (), "losses.tag_weight": 0.0,
-    "model.vision.image_size": 16, "model.vision.width": 32, "model.vision.depth": 2,
-    "model.vision.mlp_dim": 64, "model.vision.num_heads": 2,
-    "model.text.max_len": 8, "model.text.width": 32, "model.text.depth": 1,
-    "model.text.mlp_dim": 64, "model.text.num_heads": 2,
-    "model.fusion.width": 32, "model.fusion.num_heads": 2, "model.fusion.mlp_dim": 64,
-    "model.fusion.num_tokens": 4, "model.fusion.vision_taps": (2,),
-    "model.fusion.text_taps": (1,),
-    "model.decoder.width": 32, "model.decoder.depth": 1, "model.decoder.num_heads": 2,
-    "model.decoder.mlp_dim": 64, "model.decoder.max_len": 8,
-    "data.image_size": 16, "data.text_len": 8, "data.target_len": 8,
-    "data.sampling.update_every": 2,
-    "global_batch_size": 8, "total_steps": 6, "log_every_steps": 1, "ckpt_every_steps": 3,
-    "optimizer.warmup_steps": 1, "optimizer.learning_rate": 3e-3,
-    "evals.val.num_examples": 16, "evals.val.batch_size": 8, "evals.val.every_steps": 3,
-}
 
 
 def _set(config, dotted, value):
@@ -64,17 +28,22 @@ def _set(config, dotted, value):
     setattr(node, leaf, value)
 
 
+def _dotted(overrides: dict) -> dict:
+  return {k.replace("__", "."): v for k, v in overrides.items()}
+
+
 def tiny_config(**overrides):
-  """configs/pretrain.py:demo shrunk by TINY, then `overrides` (use __ for dots)."""
-  config = pretrain.get_config("demo")
-  for k, v in {**TINY, **{k.replace("__", "."): v for k, v in overrides.items()}}.items():
+  """configs/pretrain.py:tiny, then `overrides` (dotted keys; __ for dots)."""
+  config = pretrain.get_config("tiny")
+  for k, v in _dotted(overrides).items():
     _set(config, k, v)
   return config
 
 
 def tiny_flags(**overrides) -> list[str]:
+  """`overrides` as --config.<key>=<value> flags (for --config=configs/pretrain.py:tiny)."""
   flags = []
-  for k, v in {**TINY, **{k.replace("__", "."): v for k, v in overrides.items()}}.items():
+  for k, v in _dotted(overrides).items():
     if isinstance(v, tuple):
       v = "(" + ",".join(map(str, v)) + ",)" if v else "()"
     flags.append(f"--config.{k}={v}")
@@ -82,8 +51,14 @@ def tiny_flags(**overrides) -> list[str]:
 
 
 def main_command(workdir, **overrides) -> list[str]:
-  return [sys.executable, "-m", "jarl.main", "--config=configs/pretrain.py:demo",
-          f"--workdir={workdir}", *tiny_flags(**overrides)]
+  return [
+    sys.executable,
+    "-m",
+    "jarl.main",
+    "--config=configs/pretrain.py:tiny",
+    f"--workdir={workdir}",
+    *tiny_flags(**overrides),
+  ]
 
 
 def main_env(cache_dir=None) -> dict:
@@ -91,23 +66,35 @@ def main_env(cache_dir=None) -> dict:
   compilation cache shared by the runs of one test module (3x faster start-up)."""
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   if cache_dir:
-    env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env.update(
+      JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
   return env
 
 
 def start_main(workdir, cache_dir=None, **overrides) -> subprocess.Popen:
-  return subprocess.Popen(main_command(workdir, **overrides), cwd=repo_root(),
-                          env=main_env(cache_dir), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  return subprocess.Popen(
+    main_command(workdir, **overrides),
+    cwd=repo_root(),
+    env=main_env(cache_dir),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def run_main(workdir, cache_dir=None, timeout=300, **overrides) -> subprocess.CompletedProcess:
   """`python -m jarl.main` on the tiny config, from the repository root."""
-  return subprocess.run(main_command(workdir, **overrides), cwd=repo_root(),
-                        env=main_env(cache_dir), capture_output=True, text=True,
-                        timeout=timeout)
+  return subprocess.run(
+    main_command(workdir, **overrides),
+    cwd=repo_root(),
+    env=main_env(cache_dir),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def batch(config, batch_size, seed=0):
@@ -115,11 +102,14 @@ def batch(config, batch_size, seed=0):
   rng = np.random.default_rng(seed)
   size, lt, ld = config.data.image_size, config.data.text_len, config.data.target_len
   target = rng.integers(1, config.model.vocab_size, (batch_size, ld)).astype(np.int32)
-  target[:, ld // 2:] = 0  # padding must not count
-  return dict(image=rng.uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32),
-              text=rng.integers(1, config.model.vocab_size, (batch_size, lt)).astype(np.int32),
-              target=target, dataset_id=(np.arange(batch_size) % 2).astype(np.int32),
-              mask=np.ones(batch_size, bool))
+  target[:, ld // 2 :] = 0  # padding must not count
+  return dict(
+    image=rng.uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32),
+    text=rng.integers(1, config.model.vocab_size, (batch_size, lt)).astype(np.int32),
+    target=target,
+    dataset_id=(np.arange(batch_size) % 2).astype(np.int32),
+    mask=np.ones(batch_size, bool),
+  )
 
 
 def run_steps(config, mesh_config, devices, batches):
@@ -150,8 +140,10 @@ LOCKSTEP_MESH = [("data", 2), ("fsdp", 2), ("model", 1)]  # 4 devices in any pro
 def _local_rows(global_batch, batch_sharding):
   """This process's rows of a global NumPy batch: the block its devices hold."""
   n = len(global_batch["mask"])
-  spans = {(idx[0].start or 0, n if idx[0].stop is None else idx[0].stop)
-           for idx in batch_sharding.addressable_devices_indices_map((n,)).values()}
+  spans = {
+    (idx[0].start or 0, n if idx[0].stop is None else idx[0].stop)
+    for idx in batch_sharding.addressable_devices_indices_map((n,)).values()
+  }
   lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
   assert sum(b - a for a, b in spans) == hi - lo, f"rows {sorted(spans)} are not one block"
   return {k: v[lo:hi] for k, v in global_batch.items()}
@@ -160,6 +152,7 @@ def _local_rows(global_batch, batch_sharding):
 def _record_shard_reads(out: dict, config, process_index: int, process_count: int):
   """Draws two batches from the real pipeline, noting which source records it read."""
   from jarl.data import pipeline, sources  # pylint: disable=import-outside-toplevel
+
   read = []
   original = sources.ShapesSource.__getitem__
 
@@ -168,9 +161,13 @@ def _record_shard_reads(out: dict, config, process_index: int, process_count: in
     return original(self, index)
 
   sources.ShapesSource.__getitem__ = spy
-  data = pipeline.make_train_data(config.data, global_batch_size=config.global_batch_size,
-                                  seed=config.seed, process_index=process_index,
-                                  process_count=process_count)
+  data = pipeline.make_train_data(
+    config.data,
+    global_batch_size=config.global_batch_size,
+    seed=config.seed,
+    process_index=process_index,
+    process_count=process_count,
+  )
   try:
     next(data), next(data)
   finally:
@@ -179,28 +176,32 @@ def _record_shard_reads(out: dict, config, process_index: int, process_count: in
   out["records_read"] = sorted(set(read))
 
 
-def lockstep_run(config, trainer, *, steps: int, save_at: int = 0, workdir: str = "",
-                 resume: str = "") -> dict[int, float]:
+def lockstep_run(
+  config, trainer, *, steps: int, save_at: int = 0, workdir: str = "", resume: str = ""
+) -> dict[int, float]:
   """Trains to `steps` from scratch or from the checkpoint step dir `resume`; saves the
   state after step `save_at` (if > 0) under `workdir`. Returns {step: loss}."""
-  from jarl import checkpoint  # pylint: disable=import-outside-toplevel
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+
+  from jarl import checkpoint  # pylint: disable=import-outside-toplevel
+
   if resume:
     # The train state only: the data state is per process and the processes differ here.
-    state = ocp.StandardCheckpointer().restore(os.path.join(resume, checkpoint.STATE),
-                                               trainer.abstract_state)
+    state = ocp.StandardCheckpointer().restore(
+      os.path.join(resume, checkpoint.STATE), trainer.abstract_state
+    )
   else:
     state = train.initial_state(config, trainer)
   ckpt = checkpoint.Checkpointer(workdir, every_steps=save_at, keep=2) if save_at else None
   losses = {}
   for step in range(int(state.step) + 1, steps + 1):
-    local = _local_rows(batch(config, config.global_batch_size, seed=step),
-                        trainer.batch_sharding)
+    local = _local_rows(batch(config, config.global_batch_size, seed=step), trainer.batch_sharding)
     state, metrics = trainer.step_fn(state, sharding.global_batch(local, trainer.batch_sharding))
     losses[step] = float(metrics["loss"])
     if step == save_at:
-      ckpt.save(step, state, {"process_index": jax.process_index(),
-                              "process_count": jax.process_count()})
+      ckpt.save(
+        step, state, {"process_index": jax.process_index(), "process_count": jax.process_count()}
+      )
   if ckpt:
     ckpt.close()
   return losses
@@ -224,13 +225,17 @@ def lockstep_main(argv=None):
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   config = tiny_config(mesh=LOCKSTEP_MESH)
-  out = dict(process_index=jax.process_index(), process_count=jax.process_count(),
-             local_devices=jax.local_device_count())
+  out = dict(
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    local_devices=jax.local_device_count(),
+  )
   mesh = sharding.make_mesh(config.mesh)
   with jax.set_mesh(mesh):
     trainer = train.make_trainer(config, mesh)
-    out["fresh"] = lockstep_run(config, trainer, steps=args.steps, save_at=args.save_at,
-                                workdir=args.workdir)
+    out["fresh"] = lockstep_run(
+      config, trainer, steps=args.steps, save_at=args.save_at, workdir=args.workdir
+    )
     out["resumed"] = lockstep_run(config, trainer, steps=args.steps, resume=args.resume)
   writer = metrics_writer.make_writer(args.workdir)  # the trainer's: files on process 0 only
   writer.write_scalars(args.steps, {"train/loss": out["fresh"][args.steps]})

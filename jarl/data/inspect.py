@@ -7,11 +7,11 @@ Prints decoded examples (source, encoder text, target, image statistics), the mi
 and skip/truncation counters, and on its last line `examples_per_sec=<float>`: examples
 per second over --num_batches batches, after one warm-up batch (worker start-up excluded).
 """
+
 import time
 
 from absl import app, flags
 from ml_collections import config_flags
-import numpy as np
 
 from jarl.data import pipeline, tokenizer
 
@@ -25,9 +25,10 @@ def describe(batch: dict, tok, names: list[str], num: int) -> list[str]:
   for r in range(min(num, len(batch["mask"]))):
     img = batch["image"][r]
     lines.append(
-        f"[{r}] source={names[batch['dataset_id'][r]]} text={tok.decode(batch['text'][r])!r} "
-        f"target={tok.decode(batch['target'][r])!r} image mean={img.mean():+.3f} "
-        f"std={img.std():.3f} range=[{img.min():+.2f}, {img.max():+.2f}]")
+      f"[{r}] source={names[batch['dataset_id'][r]]} text={tok.decode(batch['text'][r])!r} "
+      f"target={tok.decode(batch['target'][r])!r} image mean={img.mean():+.3f} "
+      f"std={img.std():.3f} range=[{img.min():+.2f}, {img.max():+.2f}]"
+    )
   return lines
 
 
@@ -37,8 +38,13 @@ def main(argv):
   data = config.data
   names = [s["name"] for s in data.sources]
   tok = tokenizer.load(data.tokenizer)
-  td = pipeline.make_train_data(data, global_batch_size=config.global_batch_size,
-                                seed=config.get("seed", 0), process_index=0, process_count=1)
+  td = pipeline.make_train_data(
+    data,
+    global_batch_size=config.global_batch_size,
+    seed=config.get("seed", 0),
+    process_index=0,
+    process_count=1,
+  )
   try:
     first = next(td)
     print("batch: " + ", ".join(f"{k} {v.dtype}{list(v.shape)}" for k, v in first.items()))

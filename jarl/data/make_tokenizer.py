@@ -8,6 +8,7 @@ task prompts), one training thread and no sentence sampling, so the same code al
 writes the same bytes (tests/test_data_tokenizer.py checks the shipped file against it).
 Ids: pad=0 (the decoder's start token and the batch padding), unk=1, bos=2, eos=3.
 """
+
 import io
 import os
 import string
@@ -56,22 +57,34 @@ def train() -> bytes:
 
 def _train(model, rules):
   spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(corpus()), model_writer=model, model_type="unigram",
-      vocab_size=VOCAB_SIZE, pad_id=0, unk_id=1, bos_id=2, eos_id=3,
-      user_defined_symbols=USER_SYMBOLS,
-      control_symbols=[f"<extra_id_{k}>" for k in range(NUM_RESERVED)],
-      # A 26-rule case fold instead of the stock nmt_nfkc_cf table, which alone is 240 KB.
-      normalization_rule_tsv=rules,
-      character_coverage=1.0, num_threads=1, input_sentence_size=0,
-      shuffle_input_sentence=False, minloglevel=2)
+    sentence_iterator=iter(corpus()),
+    model_writer=model,
+    model_type="unigram",
+    vocab_size=VOCAB_SIZE,
+    pad_id=0,
+    unk_id=1,
+    bos_id=2,
+    eos_id=3,
+    user_defined_symbols=USER_SYMBOLS,
+    control_symbols=[f"<extra_id_{k}>" for k in range(NUM_RESERVED)],
+    # A 26-rule case fold instead of the stock nmt_nfkc_cf table, which alone is 240 KB.
+    normalization_rule_tsv=rules,
+    character_coverage=1.0,
+    num_threads=1,
+    input_sentence_size=0,
+    shuffle_input_sentence=False,
+    minloglevel=2,
+  )
 
 
 def main(argv):
   out = DEFAULT_OUT
   for arg in argv[1:]:
     if not arg.startswith("--out="):
-      raise SystemExit(f"unknown argument {arg!r}; usage: python -m jarl.data.make_tokenizer [--out=PATH]")
-    out = arg[len("--out="):]
+      raise SystemExit(
+        f"unknown argument {arg!r}; usage: python -m jarl.data.make_tokenizer [--out=PATH]"
+      )
+    out = arg[len("--out=") :]
   data = train()
   with open(out, "wb") as f:
     f.write(data)

@@ -14,13 +14,21 @@ mixer turns the window's mean loss per source into a smoothed loss s_i (EMA with
 Sources are drawn per example with a counter-based RNG, key (seed, process, draw count),
 so the whole state is a handful of numbers and a restored mixer repeats its draws exactly.
 """
+
 import numpy as np
 
 POLICIES = ("static", "loss", "learning_progress")
 
 
-def policy_weights(policy: str, base: np.ndarray, smoothed: np.ndarray,
-                   previous: np.ndarray, *, tau: float, epsilon: float) -> np.ndarray:
+def policy_weights(
+  policy: str,
+  base: np.ndarray,
+  smoothed: np.ndarray,
+  previous: np.ndarray,
+  *,
+  tau: float,
+  epsilon: float,
+) -> np.ndarray:
   """Mixture weights [n] from config weights `base` [n] and smoothed losses [n].
 
   NaN in `smoothed`/`previous` marks "no loss seen yet": such sources get the mean of the
@@ -50,28 +58,42 @@ def policy_weights(policy: str, base: np.ndarray, smoothed: np.ndarray,
 class Mixer:
   """Chooses the source of each example; adapts its weights from reported losses."""
 
-  def __init__(self, names: list[str], weights: list[float], *, policy: str = "static",
-               update_every: int = 50, tau: float = 1.0, epsilon: float = 0.0,
-               smoothing: float = 0.9, seed: int = 0, process_index: int = 0):
+  def __init__(
+    self,
+    names: list[str],
+    weights: list[float],
+    *,
+    policy: str = "static",
+    update_every: int = 50,
+    tau: float = 1.0,
+    epsilon: float = 0.0,
+    smoothing: float = 0.9,
+    seed: int = 0,
+    process_index: int = 0,
+  ):
     n = len(names)
     base = np.asarray(weights, np.float64)
     if n == 0:
       raise ValueError("config.data.sources is empty")
     if (base < 0).any() or base.sum() <= 0:
-      raise ValueError(f"config.data.sources weights={list(weights)}: need >= 0 with a positive sum")
+      raise ValueError(
+        f"config.data.sources weights={list(weights)}: need >= 0 with a positive sum"
+      )
     if policy not in POLICIES:
       raise ValueError(f"config.data.sampling.policy={policy!r}: choose from {POLICIES}")
     if not 0 <= epsilon * n <= 1:
-      raise ValueError(f"config.data.sampling.epsilon={epsilon}: needs 0 <= epsilon <= 1/{n} "
-                       f"for {n} sources")
+      raise ValueError(
+        f"config.data.sampling.epsilon={epsilon}: needs 0 <= epsilon <= 1/{n} for {n} sources"
+      )
     if update_every < 1:
       raise ValueError(f"config.data.sampling.update_every={update_every}: must be >= 1")
     self.names, self.base = list(names), base / base.sum()
     self.policy, self.update_every, self.tau = policy, int(update_every), float(tau)
     self.epsilon, self.smoothing = float(epsilon), float(smoothing)
     self.seed, self.process_index = int(seed), int(process_index)
-    self.weights = policy_weights("static", self.base, self.base, self.base, tau=1.0,
-                                  epsilon=self.epsilon)
+    self.weights = policy_weights(
+      "static", self.base, self.base, self.base, tau=1.0, epsilon=self.epsilon
+    )
     self.smoothed = np.full(n, np.nan)
     self.previous = np.full(n, np.nan)
     self._sum = np.zeros(n)
@@ -107,8 +129,9 @@ class Mixer:
     first = seen & ~np.isfinite(self.smoothed)
     blend = self.smoothing * self.smoothed + (1 - self.smoothing) * mean
     self.smoothed = np.where(first, mean, np.where(seen, blend, self.smoothed))
-    self.weights = policy_weights(self.policy, self.base, self.smoothed, self.previous,
-                                  tau=self.tau, epsilon=self.epsilon)
+    self.weights = policy_weights(
+      self.policy, self.base, self.smoothed, self.previous, tau=self.tau, epsilon=self.epsilon
+    )
     self._sum[:] = 0
     self._count[:] = 0
     self.last_update_step = int(step)
@@ -126,15 +149,24 @@ class Mixer:
   def get_state(self) -> dict:
     """JSON-serialisable; NaN ("not seen yet") is stored as None."""
     floats = lambda a: [None if not np.isfinite(v) else float(v) for v in a]  # pylint: disable=unnecessary-lambda-assignment
-    return dict(names=self.names, weights=floats(self.weights), smoothed=floats(self.smoothed),
-                previous=floats(self.previous), window_sum=floats(self._sum),
-                window_count=floats(self._count), last_update_step=self.last_update_step,
-                num_updates=self.num_updates, draws=self.draws)
+    return dict(
+      names=self.names,
+      weights=floats(self.weights),
+      smoothed=floats(self.smoothed),
+      previous=floats(self.previous),
+      window_sum=floats(self._sum),
+      window_count=floats(self._count),
+      last_update_step=self.last_update_step,
+      num_updates=self.num_updates,
+      draws=self.draws,
+    )
 
   def set_state(self, state: dict):
     if list(state["names"]) != self.names:
-      raise ValueError(f"mixer state is for sources {state['names']}, but "
-                       f"config.data.sources names are {self.names}")
+      raise ValueError(
+        f"mixer state is for sources {state['names']}, but "
+        f"config.data.sources names are {self.names}"
+      )
     arr = lambda a: np.array([np.nan if v is None else v for v in a], np.float64)  # pylint: disable=unnecessary-lambda-assignment
     self.weights, self.smoothed = arr(state["weights"]), arr(state["smoothed"])
     self.previous = arr(state["previous"])

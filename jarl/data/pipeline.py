@@ -15,20 +15,16 @@ be restored with the worker count it was saved with. Reader threads change nothi
 Bad records never raise inside the workers: the map emits a row with `skip` = reason code
 and zero arrays (so chunks keep one structure); the main process drops and counts them.
 
-Batches (per process, B = global_batch_size // process_count):
-    image      float32 [B, S, S, 3] in [-1, 1]     S = config.data.image_size
-    text       int32   [B, text_len]              encoder ids, 0-padded
-    target     int32   [B, target_len]            decoder ids ending with eos, 0-padded
-    dataset_id int32   [B]                        index into config.data.sources (eval: 0)
-    mask       bool    [B]                        False on eval padding rows
-    tags       float32 [B, T]                     training only, when config.data.tags
-                                                  lists T words: 1 where the target
-                                                  text names that tag (`tags_in`)
-    answers    object  [B]                        eval batches only: list[str] references
-                                                  (vqa: the annotators' answers; caption:
-                                                  every caption of the image; entailment:
-                                                  the label)
+Batches (per process, B = global_batch_size // process_count) hold the fields of the
+layout they are given (jarl/batch.py declares it: `batch_spec(config)` for training, the
+data fields alone by default and for evaluation), each [B, *shape]. Besides the model
+inputs and dataset_id/mask, the pipeline knows how to fill:
+    tags       1 where the target text names that word of config.data.tags (`tags_in`)
+Eval batches also carry, on the host only:
+    answers    object  [B]   list[str] references (vqa: the annotators' answers; caption:
+                             every caption of the image; entailment: the label)
 """
+
 import io
 import re
 
@@ -37,9 +33,14 @@ import grain
 import numpy as np
 from PIL import Image
 
+from jarl import batch as batch_lib
 from jarl.data import mixture, sources, tasks, tokenizer
 
 SKIP_REASONS = ("bad_record", "bad_image", "missing_field", "empty_text")
+# Fields of a batch that are not per-example outputs of `Prepare`.
+_BATCH_ONLY = ("dataset_id", "mask")
+# Optional per-example fields `Prepare` computes when the layout asks for them.
+_EXTRA_FIELDS = ("tags",)
 # Examples per worker->main transfer: amortises IPC, small enough that a rarely chosen
 # source holds little memory. Part of the data order, so changing it changes the batches.
 CHUNK = 16
@@ -82,11 +83,12 @@ def preprocess_image(image: np.ndarray, size: int, rng: np.random.Generator | No
     f = rng.uniform(MIN_CROP, 1.0)
     ch, cw = max(1, round(f * h)), max(1, round(f * w))
     y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
-    image = image[y:y + ch, x:x + cw]
+    image = image[y : y + ch, x : x + cw]
     flipped = bool(rng.random() < 0.5)
   if image.shape[:2] != (size, size):
-    image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(
-        (size, size), Image.BILINEAR))
+    image = np.asarray(
+      Image.fromarray(np.ascontiguousarray(image)).resize((size, size), Image.BILINEAR)
+    )
   if flipped:
     image = image[:, ::-1]
   return image.astype(np.float32) * (2.0 / 255.0) - 1.0, flipped
@@ -101,9 +103,20 @@ class Prepare:
   with keep_answers the reference strings `answers`.
   """
 
-  def __init__(self, task: str, tokenizer_spec: str, *, image_size: int, text_len: int,
-               target_len: int, augment: bool, keep_answers: bool = False, where: str = "task",
-               visual_concepts: bool = False, tags: tuple = ()):
+  def __init__(
+    self,
+    task: str,
+    tokenizer_spec: str,
+    *,
+    image_size: int,
+    text_len: int,
+    target_len: int,
+    augment: bool,
+    keep_answers: bool = False,
+    where: str = "task",
+    visual_concepts: bool = False,
+    tags: tuple = (),
+  ):
     self.task, self.task_fn = task, tasks.get(task, where)
     self.tokenizer_spec, self.image_size = tokenizer_spec, image_size
     self.text_len, self.target_len = text_len, target_len
@@ -117,10 +130,14 @@ class Prepare:
 
   def _empty(self, reason: str, index: int) -> dict:
     s = self.image_size
-    out = dict(image=np.zeros([s, s, 3], np.float32), text=np.zeros([self.text_len], np.int32),
-               target=np.zeros([self.target_len], np.int32),
-               skip=np.int32(1 + SKIP_REASONS.index(reason)), truncated=False,
-               index=np.int64(index))
+    out = dict(
+      image=np.zeros([s, s, 3], np.float32),
+      text=np.zeros([self.text_len], np.int32),
+      target=np.zeros([self.target_len], np.int32),
+      skip=np.int32(1 + SKIP_REASONS.index(reason)),
+      truncated=False,
+      index=np.int64(index),
+    )
     if self.tags:
       out["tags"] = np.zeros([len(self.tags)], np.float32)
     if self.keep_answers:
@@ -142,8 +159,9 @@ class Prepare:
     if raw.get("image") is None:
       return self._empty("missing_field", index)
     try:
-      image, flipped = preprocess_image(load_image(raw["image"]), self.image_size,
-                                        rng if self.augment else None)
+      image, flipped = preprocess_image(
+        load_image(raw["image"]), self.image_size, rng if self.augment else None
+      )
     except Exception:  # pylint: disable=broad-except
       return self._empty("bad_image", index)
     text, target = ex["text"], ex["target"]
@@ -151,8 +169,14 @@ class Prepare:
       text, target = _swap_left_right(text), _swap_left_right(target)
     text_ids, t1 = self._tok.encode_fixed(text, self.text_len, add_eos=False)
     target_ids, t2 = self._tok.encode_fixed(target, self.target_len, add_eos=True)
-    out = dict(image=image, text=text_ids, target=target_ids, skip=np.int32(0),
-               truncated=t1 or t2, index=np.int64(index))
+    out = dict(
+      image=image,
+      text=text_ids,
+      target=target_ids,
+      skip=np.int32(0),
+      truncated=t1 or t2,
+      index=np.int64(index),
+    )
     if self.tags:
       out["tags"] = tags_in(target, self.tags)
     if self.keep_answers:
@@ -175,33 +199,46 @@ def tags_in(text: str, tags: tuple) -> np.ndarray:
 
 
 def _source_for(data_config, spec: str, where: str):
-  return sources.make_source(spec, image_size=data_config.image_size, where=where,
-                             tfds_data_dir=data_config.get("tfds_data_dir", None) or None)
+  return sources.make_source(
+    spec,
+    image_size=data_config.image_size,
+    where=where,
+    tfds_data_dir=data_config.get("tfds_data_dir", None) or None,
+  )
 
 
-def _prepare_for(data_config, task: str, *, train: bool, where: str, keep_answers=False):
-  return Prepare(task, data_config.tokenizer, image_size=data_config.image_size,
-                 text_len=data_config.text_len, target_len=data_config.target_len,
-                 augment=train and bool(data_config.get("augment", False)),
-                 keep_answers=keep_answers, where=where,
-                 visual_concepts=bool(data_config.get("visual_concepts", False)),
-                 tags=_tags(data_config) if train else ())
+def _prepare_for(data_config, task: str, *, train: bool, where: str, keep_answers=False, fields=()):
+  return Prepare(
+    task,
+    data_config.tokenizer,
+    image_size=data_config.image_size,
+    text_len=data_config.text_len,
+    target_len=data_config.target_len,
+    augment=train and bool(data_config.get("augment", False)),
+    keep_answers=keep_answers,
+    where=where,
+    visual_concepts=bool(data_config.get("visual_concepts", False)),
+    tags=_tags(data_config) if "tags" in fields else (),
+  )
 
 
 def _tags(data_config) -> tuple:
   tags = tuple(str(t).strip().lower() for t in data_config.get("tags", ()))
   for t in tags:
     if not re.fullmatch(r"[a-z0-9]+", t):
-      raise ValueError(f"config.data.tags={tags}: tag {t!r} is not one word of letters "
-                       f"and digits (tags match whole words of the target text)")
+      raise ValueError(
+        f"config.data.tags={tags}: tag {t!r} is not one word of letters "
+        f"and digits (tags match whole words of the target text)"
+      )
   if len(set(tags)) != len(tags):
     raise ValueError(f"config.data.tags={tags}: tags repeat")
   return tags
 
 
 def _read_options(data_config):
-  return grain.ReadOptions(num_threads=int(data_config.get("read_threads", 0)),
-                           prefetch_buffer_size=4 * CHUNK)
+  return grain.ReadOptions(
+    num_threads=int(data_config.get("read_threads", 0)), prefetch_buffer_size=4 * CHUNK
+  )
 
 
 def _prefetch(ds: grain.IterDataset, data_config) -> grain.IterDataset:
@@ -215,21 +252,25 @@ def _prefetch(ds: grain.IterDataset, data_config) -> grain.IterDataset:
   return ds
 
 
-def train_source_dataset(data_config, i: int, *, seed: int, process_index: int,
-                         process_count: int) -> tuple[grain.IterDataset, int]:
+def train_source_dataset(
+  data_config, i: int, *, seed: int, process_index: int, process_count: int, fields=()
+) -> tuple[grain.IterDataset, int]:
   """Infinite chunks (dicts of [CHUNK, ...] arrays) of config.data.sources[i] for this
-  process, and the number of records in this process's shard."""
+  process, and the number of records in this process's shard. `fields`: the batch
+  layout's field names (which optional per-example fields to compute)."""
   cfg = data_config.sources[i]
   where = f"config.data.sources[{i}]"
   src = _source_for(data_config, cfg["source"], f"{where}.source")
   ds = grain.MapDataset.source(src)[process_index::process_count]
   if len(ds) == 0:
-    raise ValueError(f"{where}.source={cfg['source']!r} ({src!r}) has {len(src)} records: "
-                     f"nothing for process {process_index} of {process_count}")
+    raise ValueError(
+      f"{where}.source={cfg['source']!r} ({src!r}) has {len(src)} records: "
+      f"nothing for process {process_index} of {process_count}"
+    )
   base = int(data_config.get("shuffle_seed", 0))
   shard_len = len(ds)
   ds = ds.shuffle(seed=_seed(base, seed, i, 0)).repeat()
-  prepare = _prepare_for(data_config, cfg["task"], train=True, where=f"{where}.task")
+  prepare = _prepare_for(data_config, cfg["task"], train=True, where=f"{where}.task", fields=fields)
   ds = ds.random_map(prepare, seed=_seed(base, seed, i, 1))
   ds = ds.to_iter_dataset(_read_options(data_config)).batch(CHUNK)
   return _prefetch(ds, data_config), shard_len
@@ -271,13 +312,19 @@ class _Stream:
       bad += 1
       if bad >= self._limit:
         raise RuntimeError(
-            f"{self.where} ({self.name}) yielded {bad} unusable records in a row "
-            f"(skipped so far: {self.skipped}); check the source and task fields")
+          f"{self.where} ({self.name}) yielded {bad} unusable records in a row "
+          f"(skipped so far: {self.skipped}); check the source and task fields"
+        )
 
   def get_state(self) -> dict:
     pos = self._resume if self._chunk is None else self._pos
-    return dict(iterator=self._state, position=pos, skipped=dict(self.skipped),
-                truncated=self.truncated, examples=self.examples)
+    return dict(
+      iterator=self._state,
+      position=pos,
+      skipped=dict(self.skipped),
+      truncated=self.truncated,
+      examples=self.examples,
+    )
 
   def set_state(self, state: dict):
     self._it.set_state(state["iterator"])
@@ -292,15 +339,33 @@ class _Stream:
 
 
 class TrainData:
-  """Infinite iterator of training batches; see the module docstring for the batch layout."""
+  """Infinite iterator of training batches of the layout `fields` ({field: (per-example
+  shape, dtype)}, jarl.batch.batch_spec(config); default: the data fields alone)."""
 
-  def __init__(self, data_config, *, global_batch_size: int, seed: int, process_index: int,
-               process_count: int):
+  def __init__(
+    self,
+    data_config,
+    *,
+    global_batch_size: int,
+    seed: int,
+    process_index: int,
+    process_count: int,
+    fields: dict | None = None,
+  ):
     if global_batch_size % process_count:
-      raise ValueError(f"config.global_batch_size={global_batch_size} is not divisible by "
-                       f"the process count {process_count}")
+      raise ValueError(
+        f"config.global_batch_size={global_batch_size} is not divisible by "
+        f"the process count {process_count}"
+      )
     self.batch_size = global_batch_size // process_count
     self._cfg = data_config
+    self._fields = dict(batch_lib.data_spec(data_config) if fields is None else fields)
+    unknown = set(self._fields) - set(batch_lib.data_spec(data_config)) - set(_EXTRA_FIELDS)
+    if unknown:
+      raise ValueError(
+        f"batch fields {sorted(unknown)}: the pipeline cannot fill them "
+        f"(it fills the data fields and {sorted(_EXTRA_FIELDS)})"
+      )
     tokenizer.load(data_config.tokenizer)  # fail here, naming the file, not in a worker
     srcs = list(data_config.sources)
     names = [s["name"] for s in srcs]
@@ -308,30 +373,38 @@ class TrainData:
       raise ValueError(f"config.data.sources names {names} are not unique")
     self._streams = []
     for i, s in enumerate(srcs):
-      ds, n = train_source_dataset(data_config, i, seed=seed, process_index=process_index,
-                                   process_count=process_count)
+      ds, n = train_source_dataset(
+        data_config,
+        i,
+        seed=seed,
+        process_index=process_index,
+        process_count=process_count,
+        fields=tuple(self._fields),
+      )
       self._streams.append(_Stream(s["name"], f"config.data.sources[{i}]={s['source']!r}", ds, n))
     sp = data_config.sampling
     self.mixer = mixture.Mixer(
-        names, [float(s.get("weight", 1.0)) for s in srcs], policy=sp.policy,
-        update_every=sp.update_every, tau=sp.tau, epsilon=sp.epsilon,
-        smoothing=sp.smoothing, seed=_seed(data_config.get("shuffle_seed", 0), seed, 99),
-        process_index=process_index)
+      names,
+      [float(s.get("weight", 1.0)) for s in srcs],
+      policy=sp.policy,
+      update_every=sp.update_every,
+      tau=sp.tau,
+      epsilon=sp.epsilon,
+      smoothing=sp.smoothing,
+      seed=_seed(data_config.get("shuffle_seed", 0), seed, 99),
+      process_index=process_index,
+    )
 
   def __iter__(self):
     return self
 
   def __next__(self) -> dict:
-    b, s = self.batch_size, self._cfg.image_size
+    b = self.batch_size
     ids = self.mixer.choose(b)
-    batch = dict(image=np.empty([b, s, s, 3], np.float32),
-                 text=np.empty([b, self._cfg.text_len], np.int32),
-                 target=np.empty([b, self._cfg.target_len], np.int32),
-                 dataset_id=ids, mask=np.ones([b], bool))
-    keys = ["image", "text", "target"]
-    if self._cfg.get("tags", ()):
-      batch["tags"] = np.empty([b, len(self._cfg.tags)], np.float32)
-      keys.append("tags")
+    batch = {k: np.empty([b, *shape], dtype) for k, (shape, dtype) in self._fields.items()}
+    batch["dataset_id"][:] = ids
+    batch["mask"][:] = True
+    keys = [k for k in self._fields if k not in _BATCH_ONLY]
     for r, i in enumerate(ids):
       chunk, row = self._streams[i].next()
       for key in keys:
@@ -346,7 +419,9 @@ class TrainData:
     self.mixer.update(dataset_id, loss, step)
 
   def get_state(self) -> dict:
-    return dict(mixer=self.mixer.get_state(), sources={st.name: st.get_state() for st in self._streams})
+    return dict(
+      mixer=self.mixer.get_state(), sources={st.name: st.get_state() for st in self._streams}
+    )
 
   def set_state(self, state: dict):
     missing = [st.name for st in self._streams if st.name not in state["sources"]]
@@ -369,10 +444,23 @@ class TrainData:
       st.close()
 
 
-def make_train_data(data_config, *, global_batch_size: int, seed: int, process_index: int,
-                    process_count: int) -> TrainData:
-  return TrainData(data_config, global_batch_size=global_batch_size, seed=seed,
-                   process_index=process_index, process_count=process_count)
+def make_train_data(
+  data_config,
+  *,
+  global_batch_size: int,
+  seed: int,
+  process_index: int,
+  process_count: int,
+  fields: dict | None = None,
+) -> TrainData:
+  return TrainData(
+    data_config,
+    global_batch_size=global_batch_size,
+    seed=seed,
+    process_index=process_index,
+    process_count=process_count,
+    fields=fields,
+  )
 
 
 class EvalData:
@@ -381,26 +469,37 @@ class EvalData:
   All processes yield the same number of batches (collectives stay in step).
   """
 
-  def __init__(self, data_config, eval_config, *, batch_size: int, process_index: int,
-               process_count: int, name: str = "eval"):
+  def __init__(
+    self,
+    data_config,
+    eval_config,
+    *,
+    batch_size: int,
+    process_index: int,
+    process_count: int,
+    name: str = "eval",
+  ):
     where = f"config.evals.{name}"
     if batch_size % process_count:
-      raise ValueError(f"{where}.batch_size={batch_size} is not divisible by the process "
-                       f"count {process_count}")
+      raise ValueError(
+        f"{where}.batch_size={batch_size} is not divisible by the process count {process_count}"
+      )
     self.batch_size = batch_size // process_count
     self._cfg = data_config
     self.task = eval_config["task"]
     src = _source_for(data_config, eval_config["source"], f"{where}.source")
     num = int(eval_config.get("num_examples", len(src)) or len(src))
     if not 0 < num <= len(src):
-      raise ValueError(f"{where}.num_examples={num}: the source {eval_config['source']!r} "
-                       f"has {len(src)} records")
+      raise ValueError(
+        f"{where}.num_examples={num}: the source {eval_config['source']!r} has {len(src)} records"
+      )
     self.num_examples = num
     per_process = -(-num // process_count)
     self.num_batches = -(-per_process // self.batch_size)
     ds = grain.MapDataset.source(src)[:num][process_index::process_count]
-    prepare = _prepare_for(data_config, self.task, train=False, where=f"{where}.task",
-                           keep_answers=True)
+    prepare = _prepare_for(
+      data_config, self.task, train=False, where=f"{where}.task", keep_answers=True
+    )
     ds = ds.random_map(prepare, seed=_seed(data_config.get("shuffle_seed", 0), 7))
     self._dataset = _prefetch(ds.to_iter_dataset(_read_options(data_config)), data_config)
     self.skipped = dict.fromkeys(SKIP_REASONS, 0)
@@ -409,15 +508,13 @@ class EvalData:
     return self.num_batches
 
   def __iter__(self):
-    b, s = self.batch_size, self._cfg.image_size
+    b = self.batch_size
     it = iter(self._dataset)
     self.skipped = dict.fromkeys(SKIP_REASONS, 0)
+    fields = batch_lib.data_spec(self._cfg)
     try:
       for _ in range(self.num_batches):
-        batch = dict(image=np.zeros([b, s, s, 3], np.float32),
-                     text=np.zeros([b, self._cfg.text_len], np.int32),
-                     target=np.zeros([b, self._cfg.target_len], np.int32),
-                     dataset_id=np.zeros([b], np.int32), mask=np.zeros([b], bool))
+        batch = {k: np.zeros([b, *shape], dtype) for k, (shape, dtype) in fields.items()}
         answers = np.empty([b], object)
         answers[:] = [[] for _ in range(b)]
         r = 0
@@ -440,12 +537,18 @@ class EvalData:
         it.close()
 
 
-def make_eval_data(data_config, eval_config, *, batch_size: int, process_index: int,
-                   process_count: int) -> EvalData:
+def make_eval_data(
+  data_config, eval_config, *, batch_size: int, process_index: int, process_count: int
+) -> EvalData:
   """Padded eval batches for `eval_config` (a dict like configs/pretrain.py c.evals.val).
 
   `batch_size` is global, like config.global_batch_size: each process yields
   batch_size // process_count rows per batch.
   """
-  return EvalData(data_config, eval_config, batch_size=batch_size,
-                  process_index=process_index, process_count=process_count)
+  return EvalData(
+    data_config,
+    eval_config,
+    batch_size=batch_size,
+    process_index=process_index,
+    process_count=process_count,
+  )

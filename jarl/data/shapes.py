@@ -9,33 +9,38 @@ generated from the same object list, so every text is true of the picture it des
 Splits: `train`, `validation`, `test` never contain the colour/shape pairs in `HELDOUT`;
 every `heldout` scene contains at least one of them (compositional generalisation).
 """
+
 import dataclasses
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 COLOURS = {
-    "red": (220, 40, 40),
-    "green": (40, 170, 60),
-    "blue": (40, 80, 220),
-    "yellow": (235, 200, 30),
-    "purple": (140, 60, 180),
-    "orange": (240, 130, 20),
+  "red": (220, 40, 40),
+  "green": (40, 170, 60),
+  "blue": (40, 80, 220),
+  "yellow": (235, 200, 30),
+  "purple": (140, 60, 180),
+  "orange": (240, 130, 20),
 }
 SHAPES = ("circle", "square", "triangle", "diamond")
 SIZES = ("small", "large")
 # One held-out colour per shape, so every colour and every shape is still seen in train.
-HELDOUT = frozenset({("red", "triangle"), ("blue", "circle"), ("yellow", "square"),
-                     ("purple", "diamond")})
-SPLITS = {"train": (0, 1 << 24), "validation": (1, 10_000), "test": (2, 10_000),
-          "heldout": (3, 10_000)}  # name -> (seed stream id, number of scenes)
+HELDOUT = frozenset(
+  {("red", "triangle"), ("blue", "circle"), ("yellow", "square"), ("purple", "diamond")}
+)
+SPLITS = {
+  "train": (0, 1 << 24),
+  "validation": (1, 10_000),
+  "test": (2, 10_000),
+  "heldout": (3, 10_000),
+}  # name -> (seed stream id, number of scenes)
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six")
 GRID = 3
 # Shapes stay this far (fraction of the side) from the border, so a training crop that
 # keeps >= 90% of the side never cuts an object and counts stay true.
 MARGIN = 0.08
-MAYBE_PREDICATES = ("is made of wood", "is made of metal", "is heavier than",
-                    "is older than")
+MAYBE_PREDICATES = ("is made of wood", "is made of metal", "is heavier than", "is older than")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,11 +90,15 @@ def render(objs: list[Obj], image_size: int, rng: np.random.Generator) -> np.nda
       r = radius * 0.85
       draw.rectangle([cx - r, cy - r, cx + r, cy + r], fill=colour)
     elif o.shape == "triangle":
-      draw.polygon([(cx, cy - radius), (cx + radius, cy + radius * 0.8),
-                    (cx - radius, cy + radius * 0.8)], fill=colour)
+      draw.polygon(
+        [(cx, cy - radius), (cx + radius, cy + radius * 0.8), (cx - radius, cy + radius * 0.8)],
+        fill=colour,
+      )
     else:  # diamond
-      draw.polygon([(cx, cy - radius), (cx + radius * 0.8, cy), (cx, cy + radius),
-                    (cx - radius * 0.8, cy)], fill=colour)
+      draw.polygon(
+        [(cx, cy - radius), (cx + radius * 0.8, cy), (cx, cy + radius), (cx - radius * 0.8, cy)],
+        fill=colour,
+      )
   return np.asarray(img)
 
 
@@ -151,8 +160,12 @@ def _inventory(objs: list[Obj]) -> str:
 
 def _referable_pairs(objs):
   names = [_name(o, objs) for o in objs]
-  return [(a, b, names[i], names[j]) for i, a in enumerate(objs) for j, b in enumerate(objs)
-          if i != j and names[i] and names[j]]
+  return [
+    (a, b, names[i], names[j])
+    for i, a in enumerate(objs)
+    for j, b in enumerate(objs)
+    if i != j and names[i] and names[j]
+  ]
 
 
 def captions(objs: list[Obj], rng: np.random.Generator) -> list[str]:
@@ -211,14 +224,20 @@ def hypotheses(objs: list[Obj], rng: np.random.Generator) -> list[tuple[str, str
   k = colours.count(c)
   out.append((f"there are exactly {_count(k)} {c} shapes", "yes"))
   wrong = [m for m in range(1, 7) if m != k]
-  out.append((f"there are exactly {_count(wrong[int(rng.integers(len(wrong)))])} {c} shapes",
-              "no"))
+  out.append((f"there are exactly {_count(wrong[int(rng.integers(len(wrong)))])} {c} shapes", "no"))
   o = objs[int(rng.integers(len(objs)))]
   name = _name(o, objs) or f"{o.colour} {o.shape}"
   # Material and weight are not visible, so these can be neither confirmed nor denied.
-  material, comparison = MAYBE_PREDICATES[int(rng.integers(2))], MAYBE_PREDICATES[2 + int(rng.integers(2))]
-  out.append((f"the {name} {material}" if rng.random() < 0.5 else
-              f"the {name} {comparison} the others", "maybe"))
+  material, comparison = (
+    MAYBE_PREDICATES[int(rng.integers(2))],
+    MAYBE_PREDICATES[2 + int(rng.integers(2))],
+  )
+  out.append(
+    (
+      f"the {name} {material}" if rng.random() < 0.5 else f"the {name} {comparison} the others",
+      "maybe",
+    )
+  )
   pairs = _referable_pairs(objs)
   if pairs:
     a, b, na, nb = pairs[int(rng.integers(len(pairs)))]
@@ -254,9 +273,16 @@ def example(split: str, index: int, image_size: int = 64, caption_noise: float =
   if caption_noise > 0 and rng.random() < caption_noise:
     other = int(rng.integers(length))
     caps = captions(sample_scene(split, other), np.random.default_rng([stream, other, 1]))
-  return dict(image=image, captions=caps, questions=[q for q, _ in qa],
-              answers=[a for _, a in qa], hypotheses=[h for h, _ in ent],
-              labels=[lab for _, lab in ent], concepts=concepts(objs), index=index)
+  return dict(
+    image=image,
+    captions=caps,
+    questions=[q for q, _ in qa],
+    answers=[a for _, a in qa],
+    hypotheses=[h for h, _ in ent],
+    labels=[lab for _, lab in ent],
+    concepts=concepts(objs),
+    index=index,
+  )
 
 
 def num_examples(split: str) -> int:

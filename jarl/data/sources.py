@@ -14,6 +14,7 @@ counted and skipped rather than killing a run.
 ArrayRecord record layout (written by jarl.tools.convert, read here):
     b"JRL1" | uint32 little-endian n | n bytes of UTF-8 JSON (text fields) | image bytes
 """
+
 import glob as globlib
 import json
 import struct
@@ -39,8 +40,8 @@ def decode_record(data: bytes) -> dict:
   (n,) = struct.unpack("<I", data[4:8])
   if 8 + n > len(data):
     raise ValueError("truncated JARL record")
-  fields = json.loads(data[8:8 + n].decode("utf-8"))
-  fields["image"] = data[8 + n:]
+  fields = json.loads(data[8 : 8 + n].decode("utf-8"))
+  fields["image"] = data[8 + n :]
   return fields
 
 
@@ -116,6 +117,7 @@ class RecordSource:
 
   def __init__(self, paths: list[str]):
     import grain  # pylint: disable=g-import-not-at-top
+
     self.paths = paths
     self._source = grain.sources.ArrayRecordDataSource(paths)
 
@@ -139,11 +141,13 @@ class TfdsSource:
 
   def __init__(self, name: str, split: str, data_dir: str | None):
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
     builder = tfds.builder(name, data_dir=data_dir)
     features = builder.info.features
     decoders = {"image": tfds.decode.SkipDecoding()} if "image" in features else None
-    self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False,
-                                    decoders=decoders)
+    self._source = tfds.data_source(
+      name, split=split, data_dir=data_dir, download=False, decoders=decoders
+    )
     label = features["label"] if "label" in features else None
     self._label_names = getattr(label, "names", None)
     self.name = f"{name}:{split}"
@@ -166,6 +170,7 @@ class TfdsSource:
 def _glob(pattern: str) -> list[str]:
   if "://" in pattern:  # gs:// etc.: wildcards in the file name only
     from etils import epath  # pylint: disable=g-import-not-at-top
+
     folder, name = pattern.rsplit("/", 1)
     return sorted(str(p) for p in epath.Path(folder).glob(name))
   return sorted(globlib.glob(pattern))
@@ -183,7 +188,9 @@ def make_source(spec: str, *, image_size: int, where: str, tfds_data_dir: str | 
         raise ValueError(f"{where}={spec!r}: unknown shapes option {key!r} (known: noise)")
       noise = float(value)
     if split not in shapes.SPLITS:
-      raise ValueError(f"{where}={spec!r}: unknown shapes split; choose from {sorted(shapes.SPLITS)}")
+      raise ValueError(
+        f"{where}={spec!r}: unknown shapes split; choose from {sorted(shapes.SPLITS)}"
+      )
     return ShapesSource(split, image_size, noise)
   if kind == "tfds":
     name, sep, split = rest.rpartition(":")
@@ -195,5 +202,7 @@ def make_source(spec: str, *, image_size: int, where: str, tfds_data_dir: str | 
     if not paths:
       raise ValueError(f"{where}={spec!r}: no files match {rest!r}")
     return RecordSource(paths)
-  raise ValueError(f"{where}={spec!r}: unknown source; use shapes:<split>, "
-                   "tfds:<name>/<config>:<split> or arrayrecord:<glob>")
+  raise ValueError(
+    f"{where}={spec!r}: unknown source; use shapes:<split>, "
+    "tfds:<name>/<config>:<split> or arrayrecord:<glob>"
+  )

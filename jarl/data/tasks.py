@@ -7,15 +7,21 @@ A record may also carry `concepts` list[str] (image-level keywords, `add_concept
 Each task picks what it needs with the per-example `rng` (Grain's random_map, so the
 choice is a pure function of seed and index) and raises SkipExample when it is absent.
 """
+
 import collections
 
 import numpy as np
 
 # Encoder-text prefix per task: a multi-task model needs to know what is asked.
-PROMPTS = {"caption": "caption", "prefix_lm": "continue", "vqa": "answer",
-           "entailment": "entail"}
-ENTAILMENT_LABELS = {"yes": "yes", "no": "no", "maybe": "maybe", "entailment": "yes",
-                     "contradiction": "no", "neutral": "maybe"}
+PROMPTS = {"caption": "caption", "prefix_lm": "continue", "vqa": "answer", "entailment": "entail"}
+ENTAILMENT_LABELS = {
+  "yes": "yes",
+  "no": "no",
+  "maybe": "maybe",
+  "entailment": "yes",
+  "contradiction": "no",
+  "neutral": "maybe",
+}
 
 
 class SkipExample(Exception):

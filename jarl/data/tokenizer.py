@@ -4,6 +4,7 @@ Id conventions the model relies on: pad = 0 (also the decoder's start token), eo
 every decoder target. The built-in model (jarl/data/assets/shapes.model, 256 pieces) is
 written by `python -m jarl.data.make_tokenizer`.
 """
+
 import os
 
 import numpy as np
@@ -23,9 +24,10 @@ class Tokenizer:
     self.eos_id = processor.eos_id()
     if self.pad_id != 0:
       raise ValueError(
-          f"tokenizer {name}: pad id is {self.pad_id}, but JARL needs pad_id == 0 (batch "
-          "padding and the decoder start token); retrain it with --pad_id=0 (and a valid "
-          "--eos_id), e.g. like jarl/data/make_tokenizer.py does")
+        f"tokenizer {name}: pad id is {self.pad_id}, but JARL needs pad_id == 0 (batch "
+        "padding and the decoder start token); retrain it with --pad_id=0 (and a valid "
+        "--eos_id), e.g. like jarl/data/make_tokenizer.py does"
+      )
     if self.eos_id < 0:
       raise ValueError(f"tokenizer {name}: has no eos piece; retrain it with --eos_id set")
 
@@ -54,7 +56,7 @@ class Tokenizer:
     truncated = len(ids) > room
     ids = ids[:room] + ([self.eos_id] if add_eos else [])
     out = np.zeros([length], np.int32)
-    out[:len(ids)] = ids
+    out[: len(ids)] = ids
     return out, truncated
 
 
@@ -63,17 +65,21 @@ def load(spec: str) -> Tokenizer:
   path = BUILTIN.get(spec, spec)
   if path.startswith("gs://") or "://" in path:
     from etils import epath  # remote paths only; keeps local loading dependency-free
+
     data = epath.Path(path).read_bytes()
   else:
     if not os.path.exists(path):
       raise FileNotFoundError(
-          f"config.data.tokenizer={spec!r}: no such file (use 'shapes' for the built-in model"
-          " or a path to a SentencePiece .model)")
+        f"config.data.tokenizer={spec!r}: no such file (use 'shapes' for the built-in model"
+        " or a path to a SentencePiece .model)"
+      )
     with open(path, "rb") as f:
       data = f.read()
   processor = spm.SentencePieceProcessor()
   try:
     processor.load_from_serialized_proto(data)
   except Exception as e:
-    raise ValueError(f"config.data.tokenizer={spec!r}: {path} is not a SentencePiece model: {e}") from e
+    raise ValueError(
+      f"config.data.tokenizer={spec!r}: {path} is not a SentencePiece model: {e}"
+    ) from e
   return Tokenizer(processor, path)

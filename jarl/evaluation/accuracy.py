@@ -5,6 +5,7 @@ prediction with it after the same VQA answer normalisation (vqa.normalize_answer
 "The dog." matches "dog". Entailment predictions and labels are mapped to yes/no/maybe
 (the decoder targets of jarl/data/tasks.py), so "entailment" and "yes" count as equal.
 """
+
 from collections.abc import Sequence
 
 from jarl.data import tasks
@@ -36,7 +37,7 @@ def exact_match_accuracy(predictions: Sequence[str], answers: Sequence) -> float
 
 
 def entailment_label(text: str) -> str | None:
-  """"Entailment." / "yes" -> "yes"; None for text that names no entailment label."""
+  """ "Entailment." / "yes" -> "yes"; None for text that names no entailment label."""
   return tasks.ENTAILMENT_LABELS.get(" ".join(str(text).lower().strip(" .!?").split()))
 
 

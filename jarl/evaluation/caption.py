@@ -15,16 +15,37 @@ Nothing here re-implements a metric: captions are tokenised, then handed to
   tokens dropped). `tokenizer="ptb"` does exactly that and needs `java` on PATH;
   `tokenizer="python"` is a pure-Python stand-in with the same effect on ordinary captions
   (lowercase; clitics "n't", "'s", ... split off as PTB does; the same punctuation tokens
-  dropped; brackets kept as "-lrb-"/"-rrb-" words, as the Java path does) but not identical on exotic text (URLs, emoticons, unusual quotes), so numbers
-  for a paper should use "ptb". `"auto"` (default) picks "ptb" when java exists.
+  dropped; brackets kept as "-lrb-"/"-rrb-" words, as the Java path does) but not
+  identical on exotic text (URLs, emoticons, unusual quotes), so numbers for a paper
+  should use "ptb". `"auto"` (default) picks "ptb" when java exists.
 """
+
+from collections.abc import Mapping, Sequence
 import re
 import shutil
-from collections.abc import Mapping, Sequence
 
 # The punctuation tokens pycocoevalcap's PTBTokenizer wrapper removes after tokenising.
-PTB_PUNCTUATION = frozenset({"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?",
-                             "!", ",", ":", "-", "--", "...", ";"})
+PTB_PUNCTUATION = frozenset(
+  {
+    "''",
+    "'",
+    "``",
+    "`",
+    "-LRB-",
+    "-RRB-",
+    "-LCB-",
+    "-RCB-",
+    ".",
+    "?",
+    "!",
+    ",",
+    ":",
+    "-",
+    "--",
+    "...",
+    ";",
+  }
+)
 # PTB spells brackets -LRB- etc.; with -lowerCase they come out as "-lrb-", which the
 # wrapper's (uppercase) list no longer removes, so COCO scores keep them as words. So do we.
 _BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
@@ -43,10 +64,12 @@ def python_tokenize(caption: str) -> str:
 
 def _ptb_tokenize(captions: dict) -> dict:
   from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer  # pylint: disable=g-import-not-at-top
+
   # The Java tokenizer reads one caption per line; a newline inside a caption would shift
   # every later caption onto the wrong image.
   return PTBTokenizer().tokenize(
-      {k: [{"caption": " ".join(c.split())} for c in v] for k, v in captions.items()})
+    {k: [{"caption": " ".join(c.split())} for c in v] for k, v in captions.items()}
+  )
 
 
 def tokenize(captions: Mapping[str, Sequence[str]], tokenizer: str = "auto") -> dict:
@@ -55,8 +78,10 @@ def tokenize(captions: Mapping[str, Sequence[str]], tokenizer: str = "auto") -> 
     tokenizer = "ptb" if shutil.which("java") else "python"
   if tokenizer == "ptb":
     if not shutil.which("java"):
-      raise RuntimeError("tokenizer='ptb' needs `java` on PATH (pycocoevalcap runs Stanford's "
-                         "PTBTokenizer); install a JRE or use tokenizer='python'")
+      raise RuntimeError(
+        "tokenizer='ptb' needs `java` on PATH (pycocoevalcap runs Stanford's "
+        "PTBTokenizer); install a JRE or use tokenizer='python'"
+      )
     return _ptb_tokenize(captions)
   if tokenizer == "python":
     return {k: [python_tokenize(c) for c in v] for k, v in captions.items()}
@@ -66,8 +91,10 @@ def tokenize(captions: Mapping[str, Sequence[str]], tokenizer: str = "auto") -> 
 def _keyed(predictions, references) -> tuple[dict, dict]:
   """Both lists (aligned) or both dicts with the same keys -> ({id: [pred]}, {id: refs})."""
   if isinstance(predictions, Mapping) != isinstance(references, Mapping):
-    raise ValueError("predictions and references must both be lists (aligned by position) "
-                     "or both dicts keyed by example id")
+    raise ValueError(
+      "predictions and references must both be lists (aligned by position) "
+      "or both dicts keyed by example id"
+    )
   if not isinstance(predictions, Mapping):
     if len(predictions) != len(references):
       raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists")
@@ -97,9 +124,11 @@ def caption_metrics(predictions, references, *, tokenizer: str = "auto") -> dict
   """
   from pycocoevalcap.bleu.bleu import Bleu  # pylint: disable=g-import-not-at-top
   from pycocoevalcap.cider.cider import Cider  # pylint: disable=g-import-not-at-top
+
   preds, refs = _keyed(predictions, references)
-  both = tokenize({**{("p", k): v for k, v in preds.items()},
-                   **{("r", k): v for k, v in refs.items()}}, tokenizer)
+  both = tokenize(
+    {**{("p", k): v for k, v in preds.items()}, **{("r", k): v for k, v in refs.items()}}, tokenizer
+  )
   res = {k: both[("p", k)] for k in preds}
   gts = {k: both[("r", k)] for k in refs}
   cider, _ = Cider().compute_score(gts, res)

@@ -1,12 +1,13 @@
 """Evaluators by name: `config.evals.<name>.type` picks the class here."""
+
 from jarl.evaluation import generative, loss
 
 EVALUATORS = {
-    "loss": loss.LossEvaluator,
-    # Decode with the model's greedy/beam search, then score (generative.py).
-    "vqa": generative.evaluator_for("vqa"),
-    "caption": generative.evaluator_for("caption"),
-    "entailment": generative.evaluator_for("entailment"),
+  "loss": loss.LossEvaluator,
+  # Decode with the model's greedy/beam search, then score (generative.py).
+  "vqa": generative.evaluator_for("vqa"),
+  "caption": generative.evaluator_for("caption"),
+  "entailment": generative.evaluator_for("entailment"),
 }
 
 REQUIRED_KEYS = ("type", "every_steps", "batch_size")
@@ -22,11 +23,16 @@ def make_evaluators(config, *, model, mesh, param_shardings) -> list:
         raise ValueError(f"config.evals.{name}: missing key '{key}'")
     kind = eval_config["type"]
     if kind not in EVALUATORS:
-      raise ValueError(f"config.evals.{name}.type={kind!r}: unknown; choose from "
-                       f"{sorted(EVALUATORS)}")
+      raise ValueError(
+        f"config.evals.{name}.type={kind!r}: unknown; choose from {sorted(EVALUATORS)}"
+      )
     if int(eval_config["every_steps"]) < 1:
-      raise ValueError(f"config.evals.{name}.every_steps={eval_config['every_steps']}: "
-                       "must be >= 1")
-    evaluators.append(EVALUATORS[kind](name, eval_config, config=config, model=model,
-                                       mesh=mesh, param_shardings=param_shardings))
+      raise ValueError(
+        f"config.evals.{name}.every_steps={eval_config['every_steps']}: must be >= 1"
+      )
+    evaluators.append(
+      EVALUATORS[kind](
+        name, eval_config, config=config, model=model, mesh=mesh, param_shardings=param_shardings
+      )
+    )
   return evaluators

@@ -6,6 +6,7 @@ row i. Text -> image: text t is a hit when one of its positive images ranks in t
 of column t. Ties count against the query (a positive ranks after every negative with an
 equal score), so a constant score matrix gets chance-level recall, not 1.0.
 """
+
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,11 +17,13 @@ def _positive_matrix(positives, num_images: int, num_texts: int) -> np.ndarray:
   pos = np.asarray(positives)
   if pos.ndim == 1:
     if pos.shape[0] != num_texts:
-      raise ValueError(f"positives has {pos.shape[0]} image indices but scores has "
-                       f"{num_texts} texts (columns)")
+      raise ValueError(
+        f"positives has {pos.shape[0]} image indices but scores has {num_texts} texts (columns)"
+      )
     if pos.size and (pos.min() < 0 or pos.max() >= num_images):
-      raise ValueError(f"positives: image indices must lie in [0, {num_images}), got "
-                       f"[{pos.min()}, {pos.max()}]")
+      raise ValueError(
+        f"positives: image indices must lie in [0, {num_images}), got [{pos.min()}, {pos.max()}]"
+      )
     return np.arange(num_images)[:, None] == pos[None, :].astype(np.int64)
   if pos.shape != (num_images, num_texts):
     raise ValueError(f"positives shape {pos.shape} != scores shape {(num_images, num_texts)}")

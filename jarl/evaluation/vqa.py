@@ -19,54 +19,173 @@ Two deliberate differences, both no-ops on the released VQA v2 annotations:
     official metric and a single reference (N = 1, no leave-one-out subset) scores exact
     match.
 """
-import re
+
 from collections.abc import Sequence
+import re
 
 # Number words the official script maps to digits (word by word, after lowercasing).
-NUMBER_WORDS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
-                "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+NUMBER_WORDS = {
+  "none": "0",
+  "zero": "0",
+  "one": "1",
+  "two": "2",
+  "three": "3",
+  "four": "4",
+  "five": "5",
+  "six": "6",
+  "seven": "7",
+  "eight": "8",
+  "nine": "9",
+  "ten": "10",
+}
 ARTICLES = frozenset({"a", "an", "the"})
 
 # Apostrophe-less spellings -> the official spelling. Only lowercase keys can ever match
 # (the script lowercases before the lookup), so its "Im"/"Ive"/"Id've" entries are dropped.
 # "somebody'd" -> "somebodyd" is backwards but official; kept so our numbers match theirs.
 CONTRACTIONS = {
-    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've",
-    "couldnt": "couldn't", "couldn'tve": "couldn't've", "couldnt've": "couldn't've",
-    "didnt": "didn't", "doesnt": "doesn't", "dont": "don't", "hadnt": "hadn't",
-    "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't", "havent": "haven't",
-    "hed": "he'd", "hed've": "he'd've", "he'dve": "he'd've", "hes": "he's", "howd": "how'd",
-    "howll": "how'll", "hows": "how's", "isnt": "isn't", "itd": "it'd", "itd've": "it'd've",
-    "it'dve": "it'd've", "itll": "it'll", "let's": "let's", "maam": "ma'am",
-    "mightnt": "mightn't", "mightnt've": "mightn't've", "mightn'tve": "mightn't've",
-    "mightve": "might've", "mustnt": "mustn't", "mustve": "must've", "neednt": "needn't",
-    "notve": "not've", "oclock": "o'clock", "oughtnt": "oughtn't", "ow's'at": "'ow's'at",
-    "'ows'at": "'ow's'at", "'ow'sat": "'ow's'at", "shant": "shan't", "shed've": "she'd've",
-    "she'dve": "she'd've", "she's": "she's", "shouldve": "should've", "shouldnt": "shouldn't",
-    "shouldnt've": "shouldn't've", "shouldn'tve": "shouldn't've", "somebody'd": "somebodyd",
-    "somebodyd've": "somebody'd've", "somebody'dve": "somebody'd've",
-    "somebodyll": "somebody'll", "somebodys": "somebody's", "someoned": "someone'd",
-    "someoned've": "someone'd've", "someone'dve": "someone'd've", "someonell": "someone'll",
-    "someones": "someone's", "somethingd": "something'd", "somethingd've": "something'd've",
-    "something'dve": "something'd've", "somethingll": "something'll", "thats": "that's",
-    "thered": "there'd", "thered've": "there'd've", "there'dve": "there'd've",
-    "therere": "there're", "theres": "there's", "theyd": "they'd", "theyd've": "they'd've",
-    "they'dve": "they'd've", "theyll": "they'll", "theyre": "they're", "theyve": "they've",
-    "twas": "'twas", "wasnt": "wasn't", "wed've": "we'd've", "we'dve": "we'd've",
-    "weve": "we've", "werent": "weren't", "whatll": "what'll", "whatre": "what're",
-    "whats": "what's", "whatve": "what've", "whens": "when's", "whered": "where'd",
-    "wheres": "where's", "whereve": "where've", "whod": "who'd", "whod've": "who'd've",
-    "who'dve": "who'd've", "wholl": "who'll", "whos": "who's", "whove": "who've",
-    "whyll": "why'll", "whyre": "why're", "whys": "why's", "wont": "won't",
-    "wouldve": "would've", "wouldnt": "wouldn't", "wouldnt've": "wouldn't've",
-    "wouldn'tve": "wouldn't've", "yall": "y'all", "yall'll": "y'all'll", "y'allll": "y'all'll",
-    "yall'd've": "y'all'd've", "y'alld've": "y'all'd've", "y'all'dve": "y'all'd've",
-    "youd": "you'd", "youd've": "you'd've", "you'dve": "you'd've", "youll": "you'll",
-    "youre": "you're", "youve": "you've"}
+  "aint": "ain't",
+  "arent": "aren't",
+  "cant": "can't",
+  "couldve": "could've",
+  "couldnt": "couldn't",
+  "couldn'tve": "couldn't've",
+  "couldnt've": "couldn't've",
+  "didnt": "didn't",
+  "doesnt": "doesn't",
+  "dont": "don't",
+  "hadnt": "hadn't",
+  "hadnt've": "hadn't've",
+  "hadn'tve": "hadn't've",
+  "hasnt": "hasn't",
+  "havent": "haven't",
+  "hed": "he'd",
+  "hed've": "he'd've",
+  "he'dve": "he'd've",
+  "hes": "he's",
+  "howd": "how'd",
+  "howll": "how'll",
+  "hows": "how's",
+  "isnt": "isn't",
+  "itd": "it'd",
+  "itd've": "it'd've",
+  "it'dve": "it'd've",
+  "itll": "it'll",
+  "let's": "let's",
+  "maam": "ma'am",
+  "mightnt": "mightn't",
+  "mightnt've": "mightn't've",
+  "mightn'tve": "mightn't've",
+  "mightve": "might've",
+  "mustnt": "mustn't",
+  "mustve": "must've",
+  "neednt": "needn't",
+  "notve": "not've",
+  "oclock": "o'clock",
+  "oughtnt": "oughtn't",
+  "ow's'at": "'ow's'at",
+  "'ows'at": "'ow's'at",
+  "'ow'sat": "'ow's'at",
+  "shant": "shan't",
+  "shed've": "she'd've",
+  "she'dve": "she'd've",
+  "she's": "she's",
+  "shouldve": "should've",
+  "shouldnt": "shouldn't",
+  "shouldnt've": "shouldn't've",
+  "shouldn'tve": "shouldn't've",
+  "somebody'd": "somebodyd",
+  "somebodyd've": "somebody'd've",
+  "somebody'dve": "somebody'd've",
+  "somebodyll": "somebody'll",
+  "somebodys": "somebody's",
+  "someoned": "someone'd",
+  "someoned've": "someone'd've",
+  "someone'dve": "someone'd've",
+  "someonell": "someone'll",
+  "someones": "someone's",
+  "somethingd": "something'd",
+  "somethingd've": "something'd've",
+  "something'dve": "something'd've",
+  "somethingll": "something'll",
+  "thats": "that's",
+  "thered": "there'd",
+  "thered've": "there'd've",
+  "there'dve": "there'd've",
+  "therere": "there're",
+  "theres": "there's",
+  "theyd": "they'd",
+  "theyd've": "they'd've",
+  "they'dve": "they'd've",
+  "theyll": "they'll",
+  "theyre": "they're",
+  "theyve": "they've",
+  "twas": "'twas",
+  "wasnt": "wasn't",
+  "wed've": "we'd've",
+  "we'dve": "we'd've",
+  "weve": "we've",
+  "werent": "weren't",
+  "whatll": "what'll",
+  "whatre": "what're",
+  "whats": "what's",
+  "whatve": "what've",
+  "whens": "when's",
+  "whered": "where'd",
+  "wheres": "where's",
+  "whereve": "where've",
+  "whod": "who'd",
+  "whod've": "who'd've",
+  "who'dve": "who'd've",
+  "wholl": "who'll",
+  "whos": "who's",
+  "whove": "who've",
+  "whyll": "why'll",
+  "whyre": "why're",
+  "whys": "why's",
+  "wont": "won't",
+  "wouldve": "would've",
+  "wouldnt": "wouldn't",
+  "wouldnt've": "wouldn't've",
+  "wouldn'tve": "wouldn't've",
+  "yall": "y'all",
+  "yall'll": "y'all'll",
+  "y'allll": "y'all'll",
+  "yall'd've": "y'all'd've",
+  "y'alld've": "y'all'd've",
+  "y'all'dve": "y'all'd've",
+  "youd": "you'd",
+  "youd've": "you'd've",
+  "you'dve": "you'd've",
+  "youll": "you'll",
+  "youre": "you're",
+  "youve": "you've",
+}
 
 # Removed (or turned into a space, see process_punctuation). Note: "." ":" "'" are absent.
-PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-",
-               ">", "<", "@", "`", ",", "?", "!")
+PUNCTUATION = (
+  ";",
+  "/",
+  "[",
+  "]",
+  '"',
+  "{",
+  "}",
+  "(",
+  ")",
+  "=",
+  "+",
+  "\\",
+  "_",
+  "-",
+  ">",
+  "<",
+  "@",
+  "`",
+  ",",
+  "?",
+  "!",
+)
 _COMMA_BETWEEN_DIGITS = re.compile(r"\d,\d")
 # Official pattern "(?!<=\d)(\.)(?!\d)": its first group is a mistyped look-*behind* that
 # never fires, so the effective rule is "drop a period unless a digit follows" ("3.5"
@@ -119,8 +238,9 @@ def _normalize_references(refs: list[str], mode: str) -> list[str]:
   raise ValueError(f"reference_normalization={mode!r}: choose 'full' or 'official'")
 
 
-def vqa_score(prediction: str, references: Sequence[str], *,
-              reference_normalization: str = "full") -> float:
+def vqa_score(
+  prediction: str, references: Sequence[str], *, reference_normalization: str = "full"
+) -> float:
   """One question's score in [0, 1]: leave-one-out mean of min(#matches / 3, 1)."""
   refs = _normalize_references(_references(references, 0), reference_normalization)
   pred = normalize_answer(prediction)
@@ -133,17 +253,27 @@ def vqa_score(prediction: str, references: Sequence[str], *,
   return sum(min((total - m) / threshold, 1.0) for m in matches) / n
 
 
-def vqa_scores(predictions: Sequence[str], answers: Sequence[Sequence[str]], *,
-               reference_normalization: str = "full") -> list[float]:
+def vqa_scores(
+  predictions: Sequence[str],
+  answers: Sequence[Sequence[str]],
+  *,
+  reference_normalization: str = "full",
+) -> list[float]:
   """Per-question scores; answers[i] lists the reference answers (10 in VQA v2)."""
   if len(predictions) != len(answers):
     raise ValueError(f"{len(predictions)} predictions but {len(answers)} answer lists")
-  return [vqa_score(p, _references(a, i), reference_normalization=reference_normalization)
-          for i, (p, a) in enumerate(zip(predictions, answers))]
+  return [
+    vqa_score(p, _references(a, i), reference_normalization=reference_normalization)
+    for i, (p, a) in enumerate(zip(predictions, answers))
+  ]
 
 
-def vqa_accuracy(predictions: Sequence[str], answers: Sequence[Sequence[str]], *,
-                 reference_normalization: str = "full") -> float:
+def vqa_accuracy(
+  predictions: Sequence[str],
+  answers: Sequence[Sequence[str]],
+  *,
+  reference_normalization: str = "full",
+) -> float:
   """Mean VQA score over questions, in [0, 1] (the official script prints 100x this)."""
   scores = vqa_scores(predictions, answers, reference_normalization=reference_normalization)
   if not scores:

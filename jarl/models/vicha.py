@@ -2,22 +2,24 @@
 
 Hierarchical alignment: at each configured depth pair (vision_depth, text_depth), each
 tower's features are mean-pooled over their valid tokens and linearly projected to a
-shared embedding width; jarl/vicha_losses.py L2-normalises them and applies a symmetric
-InfoNCE over the batch. One learned temperature is shared by all depths (as CLIP/ALBEF
+shared embedding width; jarl/losses/contrastive.py L2-normalises them and applies a
+symmetric InfoNCE over the batch. One learned temperature is shared by all depths (as CLIP/ALBEF
 learn one), stored as log(1/T) so it stays positive.
 
 Masked image modelling: a random fraction of patches is replaced by a learned mask token
 at the ViT input (vit.py, `mask_token`), and a linear head regresses each patch's pixels,
-normalised per patch (MAE's norm_pix target), from the ViT's top features.
+normalised per patch (MAE's norm_pix target), from the ViT's top features (loss in
+jarl/losses/mim.py).
 """
-from typing import Any, Tuple
+
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jarl.models import transformer
+from jarl.models import layers
 
 
 def masked_mean(x, mask):
@@ -28,10 +30,13 @@ def masked_mean(x, mask):
 
 
 def _projection(features: int, name: str, dtype=jnp.float32):
-  return nn.Dense(features, dtype=dtype, name=name,
-                  kernel_init=nn.with_logical_partitioning(
-                      nn.initializers.lecun_normal(), ("embed", None)),
-                  bias_init=transformer.bias_init((None,)))
+  return nn.Dense(
+    features,
+    dtype=dtype,
+    name=name,
+    kernel_init=layers.lecun_init(("embed", None)),
+    bias_init=layers.bias_init((None,)),
+  )
 
 
 class ContrastiveHeads(nn.Module):
@@ -40,7 +45,8 @@ class ContrastiveHeads(nn.Module):
   __call__(vision [P] of [B, Nv, Dv], text [P] of [B, Lt, Dt], text_mask [B, Lt]) ->
   (image_embed [P, B, E], text_embed [P, B, E], log_scale []) — not yet normalised.
   """
-  depths: Tuple[Tuple[int, int], ...]
+
+  depths: tuple[tuple[int, int], ...]
   embed_dim: int
   temperature_init: float = 0.07
 
@@ -52,8 +58,9 @@ class ContrastiveHeads(nn.Module):
       t_pool = masked_mean(t, text_mask)
       image_embed.append(_projection(self.embed_dim, f"image_proj_{dv}_{dt}")(v_pool))
       text_embed.append(_projection(self.embed_dim, f"text_proj_{dv}_{dt}")(t_pool))
-    log_scale = self.param("log_scale", nn.initializers.constant(
-        np.log(1.0 / self.temperature_init)), (), jnp.float32)
+    log_scale = self.param(
+      "log_scale", nn.initializers.constant(np.log(1.0 / self.temperature_init)), (), jnp.float32
+    )
     return jnp.stack(image_embed), jnp.stack(text_embed), log_scale
 
 
@@ -83,6 +90,7 @@ def patch_targets(image, patch_size: int, eps: float = 1e-6):
 
 class MimHead(nn.Module):
   """ViT top features [B, N, D] -> predicted normalised pixels [B, N, p*p*C] (one Dense)."""
+
   patch_pixels: int
   dtype: Any = jnp.float32
 

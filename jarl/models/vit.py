@@ -2,89 +2,45 @@
 
 The parameter tree matches big_vision's `vit.py` (`embedding`, `pos_embedding`,
 `Transformer/encoderblock_{i}/...`, `Transformer/encoder_norm`), so its `.npz` checkpoints
-load with `load_big_vision_npz`. Only `depth` blocks are built: with fusion taps that end
-mid-tower, the joint tokens replace the upper blocks (DESIGN.md, "The model").
+load with `load_big_vision_npz`. Only `config.depth` blocks are built: with fusion taps
+that end mid-tower, the joint tokens replace the upper blocks (DESIGN.md, "The model").
 
-`reducer="elip"` (config.model.vision.reducer) prunes and merges vision tokens between
-blocks, guided by the text (ELIP, Guo et al., arXiv 2309.16738; our reading, see
-`reducers.elip_scores`): after block d for each d in `elip_layers`, the tokens are scored
-against the pooled text guide, the top `elip_keep` fraction is kept and the rest merged
-into one token. It adds no parameters: the parameter tree is the plain ViT's (loop
-layout), so plain checkpoints load and `reducer="none"` runs the unchanged code path.
+`token_pruning="elip"` (config.model.vision.token_pruning) prunes and merges vision tokens
+between blocks, guided by the text (elip.py); it adds no parameters.
 
 `stem="conv"` (config.model.vision.stem) replaces the one-layer patch embedding by a small
 convolutional stem (`ConvStem`; Xiao et al., arXiv 2106.14881): same token grid, so
 everything above it is unchanged. Our addition, not the paper's: the demo uses it because
 a linear patch embedding trained from scratch on CPU budgets does not learn object shape.
 """
-from typing import Any, Tuple
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import flax
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from jarl.models import reducers, transformer
+from jarl.models import elip, layers
 
-STEMS = ("patch", "conv")
+if TYPE_CHECKING:
+  from jarl.models.config import VisionConfig
+
+STEMS = ("patch", "conv")  # config.model.vision.stem
+POSEMBS = ("learn", "sincos2d")  # config.model.vision.posemb
 
 
 def sincos2d(h, w, width, temperature=10_000.0):
-  """Fixed 2-D sine-cosine position embedding, [1, h*w, width] (MoCo v3 / big_vision)."""
-  if width % 4:
-    raise ValueError(f"sincos2d position embedding needs width % 4 == 0, got width={width}")
+  """Fixed 2-D sine-cosine position embedding, [1, h*w, width] (MoCo v3 / big_vision);
+  width % 4 == 0."""
   y, x = np.mgrid[:h, :w]
   omega = 1.0 / temperature ** (np.arange(width // 4) / (width // 4 - 1 or 1))
   y = np.einsum("m,d->md", y.flatten(), omega)
   x = np.einsum("m,d->md", x.flatten(), omega)
   pe = np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1)
   return jnp.asarray(pe, jnp.float32)[None]
-
-
-def pool_text_guide(text, mask):
-  """Masked mean of text features: text [B, L, D], mask [B, L] bool -> guide [B, D].
-
-  Padding never contributes; an all-padding row gives a zero guide (no NaN).
-  """
-  weights = mask.astype(jnp.float32)
-  total = jnp.einsum("bl,bld->bd", weights, text.astype(jnp.float32))
-  return total / jnp.maximum(weights.sum(-1, keepdims=True), 1.0)
-
-
-class ElipEncoder(nn.Module):
-  """`transformer.Encoder` in the loop layout with an ELIP stage after chosen blocks.
-
-  x [B, N, D], guide [B, D] or None -> (encoded [B, N', D], out). out[f"depth_{d}"] is the
-  residual stream after block d *and* its ELIP stage, if any (what the blocks above and
-  the fusion taps see); out[f"elip_index_{d}"] [B, k] the kept positions among the stage's
-  input tokens, out[f"elip_weights_{d}"] [B, N_in] the merge weights. Parameter names are
-  the loop Encoder's (`encoderblock_{i}`, `encoder_norm`).
-  """
-  depth: int
-  num_heads: int
-  mlp_dim: int
-  elip_layers: Tuple[int, ...]
-  elip_keep: Tuple[float, ...]
-  dropout: float = 0.0
-  remat_policy: str = "none"
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, guide, train=False):
-    out = {"depth_0": x}
-    block = transformer.Encoder1DBlock
-    if self.remat_policy != "none":
-      block = nn.remat(block, policy=transformer.REMAT_POLICIES[self.remat_policy],
-                       static_argnums=(3,))
-    stages = dict(zip(self.elip_layers, self.elip_keep))
-    for d in range(1, self.depth + 1):
-      x = block(self.num_heads, self.mlp_dim, self.dropout, self.dtype,
-                name=f"encoderblock_{d - 1}")(x, None, train)
-      if d in stages:
-        x, out[f"elip_index_{d}"], out[f"elip_weights_{d}"] = reducers.elip_prune(
-            x, reducers.elip_scores(x, guide), stages[d])
-      out[f"depth_{d}"] = x
-    return transformer.layer_norm("encoder_norm", self.dtype)(x), out
 
 
 class ConvStem(nn.Module):
@@ -95,30 +51,37 @@ class ConvStem(nn.Module):
   1x1 projection. Nearby pixels are combined nonlinearly before attention, which a
   linear patch embedding cannot do; Xiao et al. show this makes ViTs train faster.
   """
+
   width: int
   patch_size: int
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, image):
-    layers = int(np.log2(self.patch_size))
+    num_layers = int(np.log2(self.patch_size))
     x = image
-    for i in range(layers):
-      channels = max(self.width >> (layers - 1 - i), 8)
+    for i in range(num_layers):
+      channels = max(self.width >> (num_layers - 1 - i), 8)
       # Small and early: replicated (no logical axis), whatever the mesh.
-      x = nn.Conv(channels, (3, 3), strides=(2, 2), padding="SAME", name=f"conv_{i}",
-                  dtype=self.dtype,
-                  kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(),
-                                                           (None,) * 4),
-                  bias_init=transformer.bias_init((None,)))(x)
-      x = nn.gelu(nn.LayerNorm(
-          name=f"norm_{i}", dtype=self.dtype,
-          scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), (None,)),
-          bias_init=transformer.bias_init((None,)))(x))
-    return nn.Conv(self.width, (1, 1), name="proj", dtype=self.dtype,
-                   kernel_init=nn.with_logical_partitioning(
-                       nn.initializers.lecun_normal(), (None, None, None, "embed")),
-                   bias_init=transformer.bias_init(("embed",)))(x)
+      x = nn.Conv(
+        channels,
+        (3, 3),
+        strides=(2, 2),
+        padding="SAME",
+        name=f"conv_{i}",
+        dtype=self.dtype,
+        kernel_init=layers.lecun_init((None,) * 4),
+        bias_init=layers.bias_init((None,)),
+      )(x)
+      x = nn.gelu(layers.layer_norm(f"norm_{i}", self.dtype, names=(None,))(x))
+    return nn.Conv(
+      self.width,
+      (1, 1),
+      name="proj",
+      dtype=self.dtype,
+      kernel_init=layers.lecun_init((None, None, None, "embed")),
+      bias_init=layers.bias_init(("embed",)),
+    )(x)
 
 
 class ViT(nn.Module):
@@ -126,85 +89,94 @@ class ViT(nn.Module):
 
   out[f"depth_{d}"] holds the residual stream after d blocks, [B, N_d, D] (N_d = N unless
   an ELIP stage at or below d pruned); out["grid"] = (h, w), the patch grid, or None once
-  an ELIP stage ran (the tokens no longer form the grid; out["elip_index_{d}"] maps them back).
-  With reducer="elip", text_guide [B, L, D] and text_mask [B, L] bool (the text tower's
-  features and padding mask) guide the pruning; padding never contributes.
+  an ELIP stage ran (the tokens no longer form the grid; out["elip_index_{d}"] maps them
+  back, out["elip_weights_{d}"] holds the merge weights: elip.ElipEncoder).
+  With token_pruning="elip", text_guide [B, L, D] and text_mask [B, L] bool (the text
+  tower's features and padding mask) guide the pruning; padding never contributes.
   With mask_token=True (ViCHA's masked image modelling), patch_mask [B, N] bool replaces
   those patch embeddings by a learned `mask_token` before the position embedding.
   """
-  width: int
-  depth: int
-  mlp_dim: int
-  num_heads: int
-  patch_size: int
-  posemb: str = "learn"
-  dropout: float = 0.0
-  scan: bool = False
-  remat_policy: str = "none"
-  dtype: Any = jnp.float32
-  reducer: str = "none"
-  elip_layers: Tuple[int, ...] = ()
-  elip_keep: Tuple[float, ...] = ()
+
+  config: VisionConfig
   mask_token: bool = False
-  stem: str = "patch"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, image, train=False, text_guide=None, text_mask=None, patch_mask=None):
-    p = self.patch_size
-    if self.stem == "conv":
-      x = ConvStem(self.width, p, self.dtype, name="stem")(image.astype(self.dtype))
-    elif self.stem == "patch":
-      x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", name="embedding",
-                  dtype=self.dtype,
-                  kernel_init=nn.with_logical_partitioning(
-                      nn.initializers.lecun_normal(), (None, None, None, "embed")),
-                  bias_init=transformer.bias_init(("embed",)))(image.astype(self.dtype))
+    c = self.config
+    p = c.patch_size
+    if c.stem == "conv":
+      x = ConvStem(c.width, p, self.dtype, name="stem")(image.astype(self.dtype))
     else:
-      raise ValueError(f"config.model.vision.stem={self.stem!r}: choose from {STEMS}")
+      x = nn.Conv(
+        c.width,
+        (p, p),
+        strides=(p, p),
+        padding="VALID",
+        name="embedding",
+        dtype=self.dtype,
+        kernel_init=layers.lecun_init((None, None, None, "embed")),
+        bias_init=layers.bias_init(("embed",)),
+      )(image.astype(self.dtype))
     b, h, w, d = x.shape
     x = x.reshape(b, h * w, d)
-    if self.posemb == "learn":
-      pos = self.param("pos_embedding", nn.with_logical_partitioning(
-          nn.initializers.normal(stddev=1 / np.sqrt(d)), (None, "length", "embed")),
-          (1, h * w, d), jnp.float32)
-    elif self.posemb == "sincos2d":
-      pos = sincos2d(h, w, d)
+    if c.posemb == "learn":
+      pos = self.param(
+        "pos_embedding",
+        layers.normal_init(1 / np.sqrt(d), (None, "length", "embed")),
+        (1, h * w, d),
+        jnp.float32,
+      )
     else:
-      raise ValueError(f"config.model.vision.posemb={self.posemb!r}: choose learn or sincos2d")
+      pos = sincos2d(h, w, d)
     if self.mask_token:  # masked image modelling (ViCHA, vicha.py): only then the param exists
       # Created after pos_embedding: params draw from the scope's rng in creation order, so
       # every other parameter initialises exactly as in the plain ViT.
-      token = self.param("mask_token", nn.with_logical_partitioning(
-          nn.initializers.normal(stddev=0.02), (None, None, "embed")), (1, 1, d), jnp.float32)
+      token = self.param(
+        "mask_token", layers.normal_init(0.02, (None, None, "embed")), (1, 1, d), jnp.float32
+      )
       if patch_mask is not None:
         # Before the position embedding, so the model knows *where* a patch is missing.
         x = jnp.where(patch_mask[..., None], token.astype(x.dtype), x)
     elif patch_mask is not None:
-      raise ValueError("ViT got patch_mask but has no mask token: set "
-                       "config.model.vicha.mim_ratio > 0")
+      raise ValueError(
+        "ViT got patch_mask but has no mask token: set config.model.vicha.mim_ratio > 0"
+      )
     x = x + pos.astype(x.dtype)
-    x = nn.Dropout(self.dropout)(x, deterministic=not train)
-    if self.reducer == "elip":
-      if self.scan:
-        raise ValueError("config.model.vision.scan=True: ELIP changes the token count between "
-                         "blocks, which nn.scan cannot carry; use scan=False")
+    x = nn.Dropout(c.dropout)(x, deterministic=not train)
+    if c.token_pruning == "elip":
       if text_guide is None:
-        raise ValueError("config.model.vision.reducer='elip' prunes by the text: the ViT "
-                         "needs text_guide (Model.towers passes it)")
+        raise ValueError(
+          "config.model.vision.token_pruning='elip' prunes by the text: the "
+          "ViT needs text_guide (Model.towers passes it)"
+        )
       if text_mask is None:
         text_mask = jnp.ones(text_guide.shape[:2], bool)
-      guide = pool_text_guide(text_guide, text_mask)
-      x, out = ElipEncoder(self.depth, self.num_heads, self.mlp_dim, tuple(self.elip_layers),
-                           tuple(self.elip_keep), self.dropout, self.remat_policy, self.dtype,
-                           name="Transformer")(x, guide, train)
+      guide = elip.pool_text_guide(text_guide, text_mask)
+      x, out = elip.ElipEncoder(
+        c.depth,
+        c.num_heads,
+        c.mlp_dim,
+        c.elip_layers,
+        c.elip_keep,
+        c.dropout,
+        c.remat_policy,
+        self.dtype,
+        name="Transformer",
+      )(x, guide, train)
       ran = any(key.startswith("elip_index_") for key in out)
       out["grid"] = None if ran else (h, w)
       return x, out
-    if self.reducer != "none":
-      raise ValueError(f"config.model.vision.reducer={self.reducer!r}: choose none or elip")
-    x, out = transformer.Encoder(self.depth, self.num_heads, self.mlp_dim, self.dropout,
-                                 self.scan, self.remat_policy, self.dtype,
-                                 name="Transformer")(x, None, train)
+    x, out = layers.Encoder(
+      c.depth,
+      c.num_heads,
+      c.mlp_dim,
+      c.dropout,
+      c.scan,
+      c.remat_policy,
+      self.dtype,
+      name="Transformer",
+    )(x, None, train)
     out["grid"] = (h, w)
     return x, out
 
@@ -228,8 +200,9 @@ def load_big_vision_npz(path, params, scan=False):
     array = value.unbox() if boxed else value
     if key in ckpt:
       if tuple(ckpt[key].shape) != tuple(array.shape):
-        raise ValueError(f"{path}: key {key!r} has shape {ckpt[key].shape}, "
-                         f"the model expects {array.shape}")
+        raise ValueError(
+          f"{path}: key {key!r} has shape {ckpt[key].shape}, the model expects {array.shape}"
+        )
       loaded = jnp.asarray(ckpt[key], array.dtype)
       new[key] = value.replace_boxed(loaded) if boxed else loaded
     else:

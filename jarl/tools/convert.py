@@ -24,6 +24,7 @@ column "file<TAB>caption<TAB>kw1, kw2". Records without keywords are counted
 
     python -m jarl.tools.convert --images=DIR --captions=FILE.jsonl --concepts_field=tags --out=PREFIX
 """
+
 import glob
 import json
 import os
@@ -38,8 +39,7 @@ IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "gif")
 
 def _fields(rec: dict) -> dict:
   """Canonical text fields of a caption/VQA/entailment dict (image not included)."""
-  out = {k: v for k, v in sources.canonical({**rec, "image": None}).items()
-         if k != "image" and v}
+  out = {k: v for k, v in sources.canonical({**rec, "image": None}).items() if k != "image" and v}
   if "key" in rec:
     out["key"] = str(rec["key"])
   return out
@@ -133,13 +133,16 @@ def from_webdataset(pattern: str, counts: dict, concepts_field: str | None = Non
 def from_parquet(pattern: str, counts: dict, concepts_field: str | None = None):
   """(fields, image bytes) per row of parquet files with an image-bytes column."""
   import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+
   for path in sorted(glob.glob(pattern)):
     table = pq.read_table(path)
     column = next((c for c in ("jpg", "image", "png", "webp") if c in table.column_names), None)
     if column is None:
-      raise ValueError(f"{path}: no image bytes column (jpg/image/png/webp) among "
-                       f"{table.column_names}; for img2dataset, download with "
-                       "--output_format=parquet first")
+      raise ValueError(
+        f"{path}: no image bytes column (jpg/image/png/webp) among "
+        f"{table.column_names}; for img2dataset, download with "
+        "--output_format=parquet first"
+      )
     for row in table.to_pylist():
       image = row.pop(column)
       if not image:
@@ -157,6 +160,7 @@ def from_parquet(pattern: str, counts: dict, concepts_field: str | None = None):
 def write_shards(examples, out: str, num_shards: int) -> tuple[list[str], int]:
   """Writes (fields, image bytes) round-robin into num_shards ArrayRecord files."""
   from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=g-import-not-at-top
+
   if num_shards < 1:
     raise ValueError(f"--num_shards={num_shards}: must be >= 1")
   folder = os.path.dirname(out)
@@ -182,8 +186,11 @@ _PARQUET = flags.DEFINE_string("parquet", None, "Glob of parquet files with imag
 _OUT = flags.DEFINE_string("out", None, "Output prefix (PREFIX-00000-of-0000N.arrayrecord).")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", 1, "Number of output files.")
 _CONCEPTS_FIELD = flags.DEFINE_string(
-    "concepts_field", None, "Attach per-image keywords (ViCHA visual concepts) from this "
-    "JSONL field / parquet column / webdataset .json key, or the TSV's third column.")
+  "concepts_field",
+  None,
+  "Attach per-image keywords (ViCHA visual concepts) from this "
+  "JSONL field / parquet column / webdataset .json key, or the TSV's third column.",
+)
 
 
 def main(argv):
@@ -191,7 +198,9 @@ def main(argv):
   counts: dict[str, int] = {}
   modes = [m for m in (_CAPTIONS.value, _WEBDATASET.value, _PARQUET.value) if m]
   if len(modes) != 1 or not _OUT.value:
-    raise app.UsageError("give --out and exactly one of --images+--captions, --webdataset, --parquet")
+    raise app.UsageError(
+      "give --out and exactly one of --images+--captions, --webdataset, --parquet"
+    )
   if _CAPTIONS.value:
     if not _IMAGES.value:
       raise app.UsageError("--captions needs --images=DIR")
@@ -203,8 +212,10 @@ def main(argv):
   paths, n = write_shards(examples, _OUT.value, _NUM_SHARDS.value)
   if n == 0:
     raise SystemExit(f"no records written (skipped: {counts}); check the input paths")
-  print(f"wrote {n} records to {len(paths)} shards: {_OUT.value}-*-of-{len(paths):05d}.arrayrecord"
-        + (f"; skipped {counts}" if counts else ""))
+  print(
+    f"wrote {n} records to {len(paths)} shards: {_OUT.value}-*-of-{len(paths):05d}.arrayrecord"
+    + (f"; skipped {counts}" if counts else "")
+  )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ schedules buffers like the TPU one does not (no HBM-aware rematerialisation, dif
 fusions), so treat `temp` as an estimate: on TPU it is usually lower. The last printed
 line is one JSON object with `per_device_bytes`, `fits`, `train_tflops_per_step`.
 """
+
 import os
 import re
 import sys
@@ -54,35 +55,33 @@ import json
 import math
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 import jax
-from jax.sharding import NamedSharding
 from ml_collections import config_flags
 import numpy as np
 
-from jarl import config_checks
-from jarl import sharding
-from jarl import train
-
+from jarl import config_checks, sharding, train
 
 _CONFIG = _DEVICES = _MESH = _HBM_GIB = _GLOBAL_BATCH = None  # set by _define_flags()
 
 
 def _define_flags():
-  """Flags exist only when run as a program: importing this module (tests, jarl.flops in
-  the same process) must not register a second `--config`."""
+  """Flags exist only when run as a program: importing this module (tests, jarl.tools.flops
+  in the same process) must not register a second `--config`."""
   global _CONFIG, _DEVICES, _MESH, _HBM_GIB, _GLOBAL_BATCH
   _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py:variant).")
   _DEVICES = flags.DEFINE_integer("devices", None, "Simulated devices (fake CPU devices).")
-  _MESH = flags.DEFINE_string("mesh", None, "Mesh sizes, e.g. data:32,fsdp:8 (missing axes "
-                              "are 1); default: config.mesh.")
+  _MESH = flags.DEFINE_string(
+    "mesh", None, "Mesh sizes, e.g. data:32,fsdp:8 (missing axes are 1); default: config.mesh."
+  )
   _HBM_GIB = flags.DEFINE_float("hbm_gib", 32.0, "Memory per device: 32 TPU v4, 16 v5e, 80 H100.")
-  _GLOBAL_BATCH = flags.DEFINE_integer("global_batch_size", None,
-                                       "Overrides config.global_batch_size.")
+  _GLOBAL_BATCH = flags.DEFINE_integer(
+    "global_batch_size", None, "Overrides config.global_batch_size."
+  )
   flags.mark_flags_as_required(["config"])
 
-GIB = 1024 ** 3
+
+GIB = 1024**3
 
 
 def parse_mesh(text: str, config_mesh) -> list[tuple[str, int]]:
@@ -109,25 +108,15 @@ def _shard_bytes(tree) -> int:
   return total
 
 
-def abstract_batch(config, batch_sharding: NamedSharding) -> dict:
-  """The global batch the pipeline would feed (pipeline.py's layout), as sharded shapes."""
-  n, d = config.global_batch_size, config.data
-  shapes = dict(image=((n, d.image_size, d.image_size, 3), np.float32),
-                text=((n, d.text_len), np.int32), target=((n, d.target_len), np.int32),
-                dataset_id=((n,), np.int32), mask=((n,), np.bool_))
-  return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sharding)
-          for k, (shape, dtype) in shapes.items() if k in train.BATCH_KEYS}
-
-
 def plan(config, hbm_gib: float = 32.0, devices=None) -> dict:
   """Compiles the train step of `config` on `devices` (default: all) and sizes it."""
   devices = jax.devices() if devices is None else list(devices)
   mesh = sharding.make_mesh(config.mesh, devices)
-  config_checks.check_training(config, sharding.batch_shards(mesh, config.logical_axis_rules))
+  config_checks.check(config, sharding.batch_shards(mesh, config.logical_axis_rules))
   start = time.time()
   with jax.set_mesh(mesh):
     trainer = train.make_trainer(config, mesh)
-    batch = abstract_batch(config, trainer.batch_sharding)
+    batch = trainer.abstract_batch  # jarl.batch.batch_spec(config), as the pipeline feeds it
     compiled = trainer.step_fn.lower(trainer.abstract_state, batch).compile()
   compile_s = time.time() - start
   memory = compiled.memory_analysis()
@@ -140,16 +129,26 @@ def plan(config, hbm_gib: float = 32.0, devices=None) -> dict:
   params = _shard_bytes(trainer.abstract_state.params)
   opt = _shard_bytes(trainer.abstract_state.opt_state)
   return dict(
-      config=str(config.get("variant", "")), devices=len(devices), mesh=dict(mesh.shape),
-      global_batch_size=int(config.global_batch_size),
-      examples_per_device=config.global_batch_size / sharding.batch_shards(
-          mesh, config.logical_axis_rules),
-      params=sum(math.prod(x.shape) for x in jax.tree.leaves(trainer.abstract_state.params)),
-      params_bytes=params, opt_bytes=opt, batch_bytes=_shard_bytes(batch), temp_bytes=temp,
-      argument_bytes=arguments, output_bytes=outputs, alias_bytes=aliased,
-      per_device_bytes=per_device, hbm_gib=hbm_gib, fits=bool(per_device <= hbm_gib * GIB),
-      train_tflops_per_step=float(cost.get("flops", 0.0)) * mesh.size / 1e12,
-      compile_seconds=round(compile_s, 1))
+    config=str(config.get("variant", "")),
+    devices=len(devices),
+    mesh=dict(mesh.shape),
+    global_batch_size=int(config.global_batch_size),
+    examples_per_device=config.global_batch_size
+    / sharding.batch_shards(mesh, config.logical_axis_rules),
+    params=sum(math.prod(x.shape) for x in jax.tree.leaves(trainer.abstract_state.params)),
+    params_bytes=params,
+    opt_bytes=opt,
+    batch_bytes=_shard_bytes(batch),
+    temp_bytes=temp,
+    argument_bytes=arguments,
+    output_bytes=outputs,
+    alias_bytes=aliased,
+    per_device_bytes=per_device,
+    hbm_gib=hbm_gib,
+    fits=bool(per_device <= hbm_gib * GIB),
+    train_tflops_per_step=float(cost.get("flops", 0.0)) * mesh.size / 1e12,
+    compile_seconds=round(compile_s, 1),
+  )
 
 
 def main(argv):
@@ -163,20 +162,26 @@ def main(argv):
   devices = jax.devices()
   if _DEVICES.value:
     if len(devices) < _DEVICES.value:
-      raise ValueError(f"--devices={_DEVICES.value} but JAX has {len(devices)} devices: run "
-                       "`python -m jarl.tools.plan` in a fresh process (the count is fixed "
-                       "when JAX starts)")
-    devices = devices[:_DEVICES.value]
+      raise ValueError(
+        f"--devices={_DEVICES.value} but JAX has {len(devices)} devices: run "
+        "`python -m jarl.tools.plan` in a fresh process (the count is fixed "
+        "when JAX starts)"
+      )
+    devices = devices[: _DEVICES.value]
   result = plan(config, _HBM_GIB.value, devices)
   gib = lambda key: result[key] / GIB
   mesh = ",".join(f"{k}:{v}" for k, v in result["mesh"].items())
-  print(f"config {result['config']}  mesh {mesh}  global batch {result['global_batch_size']} "
-        f"({result['examples_per_device']:g} per device)  params {result['params']:,}  "
-        f"compiled in {result['compile_seconds']} s")
-  print(f"per device GiB: params {gib('params_bytes'):.2f}  opt {gib('opt_bytes'):.2f}  "
-        f"batch {gib('batch_bytes'):.2f}  temp {gib('temp_bytes'):.2f}  "
-        f"total {gib('per_device_bytes'):.2f} of {result['hbm_gib']:g} -> "
-        f"{'fits' if result['fits'] else 'DOES NOT FIT'}")
+  print(
+    f"config {result['config']}  mesh {mesh}  global batch {result['global_batch_size']} "
+    f"({result['examples_per_device']:g} per device)  params {result['params']:,}  "
+    f"compiled in {result['compile_seconds']} s"
+  )
+  print(
+    f"per device GiB: params {gib('params_bytes'):.2f}  opt {gib('opt_bytes'):.2f}  "
+    f"batch {gib('batch_bytes'):.2f}  temp {gib('temp_bytes'):.2f}  "
+    f"total {gib('per_device_bytes'):.2f} of {result['hbm_gib']:g} -> "
+    f"{'fits' if result['fits'] else 'DOES NOT FIT'}"
+  )
   print(f"train step: {result['train_tflops_per_step']:.1f} TFLOPs")
   print(json.dumps(result, sort_keys=True))
 

@@ -11,9 +11,6 @@ reading prepared data (`tfds:<name>:<split>` sources) does not need the import, 
 TFDS restores a prepared data set from its files. Each builder's docstring says what to
 download and where to put it; all write ArrayRecord (random access for Grain).
 """
-# pylint: disable=unused-import
-from jarl.data.tfds import coco_karpathy
-from jarl.data.tfds import gqa
-from jarl.data.tfds import img2dataset
-from jarl.data.tfds import snli_ve
-from jarl.data.tfds import vqav2
+
+# Imported for their side effect: each module registers its builder with TFDS.
+from jarl.data.tfds import coco_karpathy, gqa, img2dataset, snli_ve, vqav2  # noqa: F401

@@ -8,27 +8,33 @@ Then train with source="tfds:<dataset>:<split>" and config.data.tfds_data_dir=OU
 What to download, and where in DIR to put it, is in each builder's docstring
 (jarl/data/tfds/*.py) and printed by this command when a file is missing.
 """
+
 from absl import app, flags
 import tensorflow_datasets as tfds
 
-import jarl.data.tfds  # pylint: disable=unused-import  (registers the builders)
-
-_DATASET = flags.DEFINE_string("dataset", None, "Builder name[/config], e.g. jarl_gqa.",
-                               required=True)
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Folder holding the downloaded files.",
-                                  required=True)
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the prepared data set is written.",
-                                required=True)
-_FILE_FORMAT = flags.DEFINE_enum("file_format", "array_record", ["array_record", "tfrecord"],
-                                 "array_record: random access for tfds.data_source / Grain.")
+_DATASET = flags.DEFINE_string(
+  "dataset", None, "Builder name[/config], e.g. jarl_gqa.", required=True
+)
+_MANUAL_DIR = flags.DEFINE_string(
+  "manual_dir", None, "Folder holding the downloaded files.", required=True
+)
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", None, "Where the prepared data set is written.", required=True
+)
+_FILE_FORMAT = flags.DEFINE_enum(
+  "file_format",
+  "array_record",
+  ["array_record", "tfrecord"],
+  "array_record: random access for tfds.data_source / Grain.",
+)
 
 
 def main(argv):
   del argv
-  builder = tfds.builder(_DATASET.value, data_dir=_DATA_DIR.value,
-                         file_format=_FILE_FORMAT.value)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=_MANUAL_DIR.value))
+  builder = tfds.builder(_DATASET.value, data_dir=_DATA_DIR.value, file_format=_FILE_FORMAT.value)
+  builder.download_and_prepare(
+    download_config=tfds.download.DownloadConfig(manual_dir=_MANUAL_DIR.value)
+  )
   for split, info in sorted(builder.info.splits.items()):
     print(f"{_DATASET.value} {split}: {info.num_examples} examples -> {builder.data_dir}")
 

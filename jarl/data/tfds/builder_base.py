@@ -4,6 +4,7 @@ ArrayRecord is the only TFDS format with random access, which `tfds.data_source`
 Grain and `tfds:<name>:<split>` sources in jarl/data/sources.py) needs; TFDS itself
 defaults to TFRecord, so the builders switch the default.
 """
+
 import json
 
 from etils import epath
@@ -28,9 +29,10 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     path = epath.Path(dl_manager.manual_dir).joinpath(*parts)
     if must_exist and not path.exists():
       raise FileNotFoundError(
-          f"{self.name}: missing {path}. Download as described in "
-          f"{type(self).__module__}.{type(self).__name__}.MANUAL_DOWNLOAD_INSTRUCTIONS:\n"
-          f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        f"{self.name}: missing {path}. Download as described in "
+        f"{type(self).__module__}.{type(self).__name__}.MANUAL_DOWNLOAD_INSTRUCTIONS:\n"
+        f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      )
     return path
 
 

@@ -9,6 +9,7 @@ the split nearly every captioning paper reports.
 TFDS's own `coco_captions` also has these splits but downloads all of COCO 2014 itself;
 this builder reads files already on disk (shared with jarl_vqav2) and writes ArrayRecord.
 """
+
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -40,25 +41,29 @@ class JarlCocoKarpathy(builder_base.ManualBuilder):
 
   def _info(self):
     return tfds.core.DatasetInfo(
-        builder=self,
-        description="COCO 2014 captions on the Karpathy train/val/test splits.",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(encoding_format="jpeg"),
-            "image/id": np.int64,
-            "image/filename": tfds.features.Text(),
-            "captions": tfds.features.Sequence(tfds.features.Text()),
-        }),
-        homepage="https://cs.stanford.edu/people/karpathy/deepimagesent/",
-        citation="Karpathy and Fei-Fei, Deep Visual-Semantic Alignments for Generating "
-                 "Image Descriptions, CVPR 2015.",
+      builder=self,
+      description="COCO 2014 captions on the Karpathy train/val/test splits.",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(encoding_format="jpeg"),
+          "image/id": np.int64,
+          "image/filename": tfds.features.Text(),
+          "captions": tfds.features.Sequence(tfds.features.Text()),
+        }
+      ),
+      homepage="https://cs.stanford.edu/people/karpathy/deepimagesent/",
+      citation="Karpathy and Fei-Fei, Deep Visual-Semantic Alignments for Generating "
+      "Image Descriptions, CVPR 2015.",
     )
 
   def _split_generators(self, dl_manager):
     split_file = self.manual_path(dl_manager, "karpathy", "dataset_coco.json")
     coco = self.manual_path(dl_manager, "coco")
     images = builder_base.read_json(split_file)["images"]
-    return {split: self._generate_examples(images, names, coco, split_file)
-            for split, names in SPLITS.items()}
+    return {
+      split: self._generate_examples(images, names, coco, split_file)
+      for split, names in SPLITS.items()
+    }
 
   def _generate_examples(self, images, names, coco, split_file):
     for image in images:
@@ -66,9 +71,16 @@ class JarlCocoKarpathy(builder_base.ManualBuilder):
         continue
       path = coco / image["filepath"] / image["filename"]
       if not path.exists():
-        raise FileNotFoundError(f"jarl_coco_karpathy: image {image['cocoid']} of "
-                                f"{split_file}: missing {path}")
+        raise FileNotFoundError(
+          f"jarl_coco_karpathy: image {image['cocoid']} of {split_file}: missing {path}"
+        )
       captions = [" ".join(s["raw"].split()) for s in image["sentences"]]
-      yield int(image["cocoid"]), {"image": path, "image/id": int(image["cocoid"]),
-                                   "image/filename": image["filename"],
-                                   "captions": [c for c in captions if c]}
+      yield (
+        int(image["cocoid"]),
+        {
+          "image": path,
+          "image/id": int(image["cocoid"]),
+          "image/filename": image["filename"],
+          "captions": [c for c in captions if c],
+        },
+      )

@@ -4,14 +4,14 @@ One example per question. `question` and `answer` (one short answer, scored by e
 match: jarl.evaluation.accuracy.exact_match_accuracy) feed the `vqa` task through
 jarl/data/sources.canonical; `full_answer` (a sentence) is kept for inspection.
 """
+
 from absl import logging
 import tensorflow_datasets as tfds
 
 from jarl.data.tfds import builder_base
 
 # split -> balanced question file stem (the unbalanced "all" files are 15x larger)
-SPLITS = {"train": "train_balanced", "validation": "val_balanced",
-          "testdev": "testdev_balanced"}
+SPLITS = {"train": "train_balanced", "validation": "val_balanced", "testdev": "testdev_balanced"}
 
 
 class JarlGqa(builder_base.ManualBuilder):
@@ -36,18 +36,20 @@ class JarlGqa(builder_base.ManualBuilder):
 
   def _info(self):
     return tfds.core.DatasetInfo(
-        builder=self,
-        description="GQA balanced: compositional questions about Visual Genome images.",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(encoding_format="jpeg"),
-            "image/id": tfds.features.Text(),
-            "question_id": tfds.features.Text(),
-            "question": tfds.features.Text(),
-            "answer": tfds.features.Text(),
-            "full_answer": tfds.features.Text(),
-        }),
-        homepage="https://cs.stanford.edu/people/dorarad/gqa/",
-        citation="Hudson and Manning, GQA, CVPR 2019.",
+      builder=self,
+      description="GQA balanced: compositional questions about Visual Genome images.",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(encoding_format="jpeg"),
+          "image/id": tfds.features.Text(),
+          "question_id": tfds.features.Text(),
+          "question": tfds.features.Text(),
+          "answer": tfds.features.Text(),
+          "full_answer": tfds.features.Text(),
+        }
+      ),
+      homepage="https://cs.stanford.edu/people/dorarad/gqa/",
+      citation="Hudson and Manning, GQA, CVPR 2019.",
     )
 
   def _split_generators(self, dl_manager):
@@ -61,9 +63,11 @@ class JarlGqa(builder_base.ManualBuilder):
       else:
         logging.warning("jarl_gqa: %s not found, split %r not built", questions, split)
     if not splits:
-      raise FileNotFoundError(f"jarl_gqa: no *_balanced_questions.json in {questions_dir}; "
-                              f"see MANUAL_DOWNLOAD_INSTRUCTIONS:\n"
-                              f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      raise FileNotFoundError(
+        f"jarl_gqa: no *_balanced_questions.json in {questions_dir}; "
+        f"see MANUAL_DOWNLOAD_INSTRUCTIONS:\n"
+        f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      )
     return splits
 
   def _generate_examples(self, questions, images):
@@ -71,6 +75,14 @@ class JarlGqa(builder_base.ManualBuilder):
       path = images / f"{q['imageId']}.jpg"
       if not path.exists():
         raise FileNotFoundError(f"jarl_gqa: question {qid} of {questions}: missing {path}")
-      yield qid, {"image": path, "image/id": q["imageId"], "question_id": qid,
-                  "question": q["question"], "answer": q.get("answer", ""),
-                  "full_answer": q.get("fullAnswer", "")}
+      yield (
+        qid,
+        {
+          "image": path,
+          "image/id": q["imageId"],
+          "question_id": qid,
+          "question": q["question"],
+          "answer": q.get("answer", ""),
+          "full_answer": q.get("fullAnswer", ""),
+        },
+      )

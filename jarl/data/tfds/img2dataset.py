@@ -14,6 +14,7 @@ jarl/data/sources.canonical; `key` is kept as provenance.
 (jarl.tools.convert reads the same layouts into plain ArrayRecord shards without TFDS;
 this builder is for users who keep their data in TFDS.)
 """
+
 import collections
 import io
 import json
@@ -54,6 +55,7 @@ def _caption(parts: dict) -> str:
 
 def _parquet_rows(path):
   import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+
   with path.open("rb") as f:
     table = pq.read_table(f)
   if "jpg" not in table.column_names:  # the metadata-only parquet beside webdataset/files shards
@@ -72,8 +74,11 @@ def _grouped(members):
     key, _, ext = name.rpartition("/")[2].partition(".")
     samples.setdefault(key, {})[ext.lower()] = data
   for key, parts in samples.items():
-    yield key, parts.get("jpg") or parts.get("jpeg") or parts.get("png") or parts.get("webp"), \
-        _caption(parts)
+    yield (
+      key,
+      parts.get("jpg") or parts.get("jpeg") or parts.get("png") or parts.get("webp"),
+      _caption(parts),
+    )
 
 
 def _tar_rows(path):
@@ -99,8 +104,8 @@ class JarlImg2dataset(builder_base.ManualBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "parquet, webdataset and files layouts."}
   BUILDER_CONFIGS = [
-      Img2datasetConfig(name="cc3m", description="Conceptual Captions 3M (Sharma et al. 2018)."),
-      Img2datasetConfig(name="cc12m", description="Conceptual 12M (Changpinyo et al. 2021)."),
+    Img2datasetConfig(name="cc3m", description="Conceptual Captions 3M (Sharma et al. 2018)."),
+    Img2datasetConfig(name="cc12m", description="Conceptual 12M (Changpinyo et al. 2021)."),
   ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
   Download with img2dataset (pip install img2dataset) from the URL lists
@@ -122,22 +127,26 @@ class JarlImg2dataset(builder_base.ManualBuilder):
 
   def _info(self):
     return tfds.core.DatasetInfo(
-        builder=self,
-        description="Web image-caption pairs downloaded with img2dataset.",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(encoding_format="jpeg"),
-            "caption": tfds.features.Text(),
-            "key": tfds.features.Text(),
-        }),
-        homepage="https://github.com/rom1504/img2dataset",
+      builder=self,
+      description="Web image-caption pairs downloaded with img2dataset.",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(encoding_format="jpeg"),
+          "caption": tfds.features.Text(),
+          "key": tfds.features.Text(),
+        }
+      ),
+      homepage="https://github.com/rom1504/img2dataset",
     )
 
   def _split_generators(self, dl_manager):
     root = self.manual_path(dl_manager, "img2dataset", self.builder_config.name)
     splits = {s: self._generate_examples(root / s) for s in SPLITS if (root / s).exists()}
     if not splits:
-      raise FileNotFoundError(f"jarl_img2dataset: none of {SPLITS} under {root}; see "
-                              f"MANUAL_DOWNLOAD_INSTRUCTIONS:\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      raise FileNotFoundError(
+        f"jarl_img2dataset: none of {SPLITS} under {root}; see "
+        f"MANUAL_DOWNLOAD_INSTRUCTIONS:\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      )
     return splits
 
   def _generate_examples(self, folder):

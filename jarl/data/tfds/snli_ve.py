@@ -6,6 +6,7 @@ the `entailment` task through jarl/data/sources.canonical. The SNLI premise (a F
 caption the image replaces) is kept as `premise`, deliberately not under a caption name,
 so an entailment source does not also offer itself as caption data.
 """
+
 import tensorflow_datasets as tfds
 
 from jarl.data.tfds import builder_base
@@ -36,37 +37,51 @@ class JarlSnliVe(builder_base.ManualBuilder):
 
   def _info(self):
     return tfds.core.DatasetInfo(
-        builder=self,
-        description="SNLI-VE: does the image entail, contradict or not decide the sentence?",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(encoding_format="jpeg"),
-            "image/id": tfds.features.Text(),
-            "pair_id": tfds.features.Text(),
-            "premise": tfds.features.Text(),
-            "hypothesis": tfds.features.Text(),
-            "label": tfds.features.ClassLabel(names=LABELS),
-        }),
-        homepage="https://github.com/necla-ml/SNLI-VE",
-        citation="Xie et al., Visual Entailment: A Novel Task for Fine-Grained Image "
-                 "Understanding, arXiv 1901.06706.",
+      builder=self,
+      description="SNLI-VE: does the image entail, contradict or not decide the sentence?",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(encoding_format="jpeg"),
+          "image/id": tfds.features.Text(),
+          "pair_id": tfds.features.Text(),
+          "premise": tfds.features.Text(),
+          "hypothesis": tfds.features.Text(),
+          "label": tfds.features.ClassLabel(names=LABELS),
+        }
+      ),
+      homepage="https://github.com/necla-ml/SNLI-VE",
+      citation="Xie et al., Visual Entailment: A Novel Task for Fine-Grained Image "
+      "Understanding, arXiv 1901.06706.",
     )
 
   def _split_generators(self, dl_manager):
     images = self.manual_path(dl_manager, "flickr30k_images")
-    return {split: self._generate_examples(
-                self.manual_path(dl_manager, "snli_ve", f"snli_ve_{stem}.jsonl"), images)
-            for split, stem in SPLITS.items()}
+    return {
+      split: self._generate_examples(
+        self.manual_path(dl_manager, "snli_ve", f"snli_ve_{stem}.jsonl"), images
+      )
+      for split, stem in SPLITS.items()
+    }
 
   def _generate_examples(self, pairs, images):
     for n, pair in builder_base.read_jsonl(pairs):
       label = pair.get("gold_label")
       if label not in LABELS:  # SNLI's "-" (no annotator majority) never reaches SNLI-VE
-        raise ValueError(f"jarl_snli_ve: {pairs}:{n}: gold_label={label!r}, expected one "
-                         f"of {LABELS}")
+        raise ValueError(
+          f"jarl_snli_ve: {pairs}:{n}: gold_label={label!r}, expected one of {LABELS}"
+        )
       image_id = str(pair["Flickr30K_ID"])
       path = images / f"{image_id}.jpg"
       if not path.exists():
         raise FileNotFoundError(f"jarl_snli_ve: {pairs}:{n}: missing {path}")
-      yield pair["pairID"], {"image": path, "image/id": image_id, "pair_id": pair["pairID"],
-                             "premise": pair.get("sentence1", ""),
-                             "hypothesis": pair["sentence2"], "label": label}
+      yield (
+        pair["pairID"],
+        {
+          "image": path,
+          "image/id": image_id,
+          "pair_id": pair["pairID"],
+          "premise": pair.get("sentence1", ""),
+          "hypothesis": pair["sentence2"],
+          "label": label,
+        },
+      )

@@ -6,6 +6,7 @@ and every question evaluated once; the price is disk, ~5x the COCO JPEG bytes, a
 and `answers` (the 10 human answers) feed the `vqa` task; `vqa` trains on the most
 frequent answer and the evaluator scores with jarl.evaluation.vqa.
 """
+
 import collections
 
 from absl import logging
@@ -16,10 +17,10 @@ from jarl.data.tfds import builder_base
 
 # split -> (question/annotation file stem, COCO image folder)
 SPLITS = {
-    "train": ("train2014", "train2014"),
-    "validation": ("val2014", "val2014"),
-    "test_dev": ("test-dev2015", "test2015"),
-    "test": ("test2015", "test2015"),
+  "train": ("train2014", "train2014"),
+  "validation": ("val2014", "val2014"),
+  "test_dev": ("test-dev2015", "test2015"),
+  "test": ("test2015", "test2015"),
 }
 
 
@@ -50,21 +51,23 @@ class JarlVqav2(builder_base.ManualBuilder):
 
   def _info(self):
     return tfds.core.DatasetInfo(
-        builder=self,
-        description="VQA v2: open-ended questions about COCO images, 10 answers each.",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(encoding_format="jpeg"),
-            "image/id": np.int64,
-            "image/filename": tfds.features.Text(),
-            "question_id": np.int64,
-            "question": tfds.features.Text(),
-            "question_type": tfds.features.Text(),
-            "answer_type": tfds.features.Text(),
-            "multiple_choice_answer": tfds.features.Text(),
-            "answers": tfds.features.Sequence(tfds.features.Text()),
-        }),
-        homepage="https://visualqa.org/",
-        citation="Goyal et al., Making the V in VQA Matter, CVPR 2017.",
+      builder=self,
+      description="VQA v2: open-ended questions about COCO images, 10 answers each.",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(encoding_format="jpeg"),
+          "image/id": np.int64,
+          "image/filename": tfds.features.Text(),
+          "question_id": np.int64,
+          "question": tfds.features.Text(),
+          "question_type": tfds.features.Text(),
+          "answer_type": tfds.features.Text(),
+          "multiple_choice_answer": tfds.features.Text(),
+          "answers": tfds.features.Sequence(tfds.features.Text()),
+        }
+      ),
+      homepage="https://visualqa.org/",
+      citation="Goyal et al., Making the V in VQA Matter, CVPR 2017.",
     )
 
   def _split_generators(self, dl_manager):
@@ -75,21 +78,27 @@ class JarlVqav2(builder_base.ManualBuilder):
       if not questions.exists():
         logging.warning("jarl_vqav2: %s not found, split %r not built", questions, split)
         continue
-      annotations = None if split.startswith("test") else (
-          self.manual_path(dl_manager, "vqav2", f"v2_mscoco_{stem}_annotations.json"))
+      annotations = (
+        None
+        if split.startswith("test")
+        else (self.manual_path(dl_manager, "vqav2", f"v2_mscoco_{stem}_annotations.json"))
+      )
       images = self.manual_path(dl_manager, "coco", folder)
       splits[split] = self._generate_examples(questions, annotations, images, folder)
     if not splits:
-      raise FileNotFoundError(f"jarl_vqav2: no v2_OpenEnded_mscoco_*_questions.json in "
-                              f"{questions_dir}; see MANUAL_DOWNLOAD_INSTRUCTIONS:\n"
-                              f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      raise FileNotFoundError(
+        f"jarl_vqav2: no v2_OpenEnded_mscoco_*_questions.json in "
+        f"{questions_dir}; see MANUAL_DOWNLOAD_INSTRUCTIONS:\n"
+        f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      )
     return splits
 
   def _generate_examples(self, questions, annotations, images, folder):
     by_question = {}
     if annotations is not None:
-      by_question = {a["question_id"]: a
-                     for a in builder_base.read_json(annotations)["annotations"]}
+      by_question = {
+        a["question_id"]: a for a in builder_base.read_json(annotations)["annotations"]
+      }
     skipped = collections.Counter()
     for q in builder_base.read_json(questions)["questions"]:
       qid = int(q["question_id"])
@@ -102,16 +111,21 @@ class JarlVqav2(builder_base.ManualBuilder):
         continue
       ann = by_question.get(qid)
       if annotations is not None and ann is None:
-        raise ValueError(f"jarl_vqav2: question {qid} of {questions} has no entry in "
-                         f"{annotations}")
+        raise ValueError(f"jarl_vqav2: question {qid} of {questions} has no entry in {annotations}")
       ann = ann or {}
-      yield qid, {
-          "image": path, "image/id": int(q["image_id"]), "image/filename": name,
-          "question_id": qid, "question": q["question"],
+      yield (
+        qid,
+        {
+          "image": path,
+          "image/id": int(q["image_id"]),
+          "image/filename": name,
+          "question_id": qid,
+          "question": q["question"],
           "question_type": ann.get("question_type", ""),
           "answer_type": ann.get("answer_type", ""),
           "multiple_choice_answer": ann.get("multiple_choice_answer", ""),
           "answers": [a["answer"] for a in ann.get("answers", [])],
-      }
+        },
+      )
     if skipped:
       logging.warning("jarl_vqav2: %s skipped %s", questions, dict(skipped))

@@ -1,24 +1,26 @@
 r"""FLOPs, parameters and compiled memory of a config, from XLA's own cost analysis.
 
-    python -m jarl.flops --config=configs/pretrain.py:base
-    python -m jarl.flops --config=configs/pretrain.py:base --config.model.fusion.type=concat
+    python -m jarl.tools.flops --config=configs/pretrain.py:base
+    python -m jarl.tools.flops --config=configs/pretrain.py:base --config.model.fusion.type=concat
 
 Nothing is executed: each part of the model is lowered and compiled with abstract inputs,
 and XLA's cost analysis of the compiled program gives its FLOPs. Part FLOPs are
 differences of nested programs (towers; towers + fusion; whole forward), so they add up
-to the total. The last printed line is one JSON object.
+to the total. The train step's cost is that of the value and gradient of the objective
+(jarl.losses: decoder loss plus every auxiliary loss that is on, with the model in
+training mode). The last printed line is one JSON object.
 """
+
 import json
 
 from absl import app, flags
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
-import optax
 from ml_collections import config_flags
 
+from jarl import batch as batch_lib
+from jarl import losses
 from jarl.models import model as model_lib
-
 
 _CONFIG = _BATCH = None  # set by _define_flags() when run as a program
 
@@ -28,8 +30,9 @@ def _define_flags():
   command-line module (jarl.tools.plan, tests) never registers `--config` twice."""
   global _CONFIG, _BATCH
   _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py:variant).")
-  _BATCH = flags.DEFINE_integer("batch_size", 8,
-                                "Examples per compiled program; figures are per example.")
+  _BATCH = flags.DEFINE_integer(
+    "batch_size", 8, "Examples per compiled program; figures are per example."
+  )
 
 
 def compiled_cost(fn, *abstract_args):
@@ -43,65 +46,65 @@ def compiled_cost(fn, *abstract_args):
   return float(cost.get("flops", 0.0)), int(temp)
 
 
-def _xent(logits, target):
-  loss = optax.softmax_cross_entropy_with_integer_labels(logits, target)
-  weights = (target != 0).astype(loss.dtype)
-  return (loss * weights).sum() / jnp.maximum(weights.sum(), 1.0)
-
-
-def measure(model_config, batch_size=8):
+def measure(config, batch_size=8):
   """Per-example GFLOPs of each part and of the train step, and parameters per part."""
-  model = model_lib.build(model_config)
-  batch = model_lib.dummy_batch(model_config, batch_size)
-  abstract_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)
-  abstract_params = nn.meta.unbox(jax.eval_shape(
-      lambda b: model.init({"params": jax.random.key(0)}, **b)["params"], abstract_batch))
+  model = model_lib.build(config)
+  objective = losses.make_objective(config)
+  batch = batch_lib.abstract_batch(config, batch_size)
+  inputs = {k: batch[k] for k in batch_lib.MODEL_INPUTS}
+  abstract_params = nn.meta.unbox(
+    jax.eval_shape(lambda b: model.init({"params": jax.random.key(0)}, **b)["params"], inputs)
+  )
 
   def apply(method):
     return lambda p, b: model.apply({"params": p}, b, method=method)
 
-  def top_taps(m, b):
-    vision_out, text_out = m.towers(b["image"], b["text"])
-    taps = m.fusion_config
-    return vision_out[f"depth_{taps['vision_taps'][-1]}"], text_out[f"depth_{taps['text_taps'][-1]}"]
-
   # Vision is costed as (both towers) - (text tower): with ELIP the ViT needs the text guide.
-  towers = apply(top_taps)
-  text = apply(lambda m, b: m.text(b["text"])[1][f"depth_{m.fusion_config['text_taps'][-1]}"])
+  towers = apply(
+    lambda m, b: {k: v for k, v in m.towers(b["image"], b["text"]).items() if hasattr(v, "shape")}
+  )  # features, not the static grid
+  text = apply(lambda m, b: m.text(b["text"])[0])
   encode = apply(lambda m, b: m.encode(b["image"], b["text"])[0])
   forward = apply(lambda m, b: m(b["image"], b["text"], b["target"])[0])
 
   def train_loss(p, b):
-    logits, _ = model.apply({"params": p}, b["image"], b["text"], b["target"])
-    return _xent(logits, b["target"])
+    logits, out = model.apply(
+      {"params": p},
+      b["image"],
+      b["text"],
+      b["target"],
+      train=True,
+      rngs=objective.model_rngs(jax.random.key(0)),
+    )
+    return objective.mean(logits, out, b)[0]
 
   flops = {}
   for name, fn in (("towers", towers), ("text", text), ("encode", encode), ("forward", forward)):
-    flops[name], _ = compiled_cost(fn, abstract_params, abstract_batch)
-  flops["train"], train_temp = compiled_cost(jax.value_and_grad(train_loss), abstract_params,
-                                             abstract_batch)
+    flops[name], _ = compiled_cost(fn, abstract_params, batch)
+  flops["train"], train_temp = compiled_cost(jax.value_and_grad(train_loss), abstract_params, batch)
   per = lambda x: x / batch_size / 1e9
   parts = {
-      "vision": per(flops["towers"] - flops["text"]),
-      "text": per(flops["text"]),
-      "fusion": per(flops["encode"] - flops["towers"]),
-      "decoder": per(flops["forward"] - flops["encode"]),
+    "vision": per(flops["towers"] - flops["text"]),
+    "text": per(flops["text"]),
+    "fusion": per(flops["encode"] - flops["towers"]),
+    "decoder": per(flops["forward"] - flops["encode"]),
   }
   params = {k: model_lib.count_params(v) for k, v in abstract_params.items()}
   return dict(
-      parts_gflops_per_example=parts,
-      params_per_part=params,
-      forward_gflops_per_example=per(flops["forward"]),
-      train_gflops_per_example=per(flops["train"]),
-      params=sum(params.values()),
-      train_temp_bytes_per_example=train_temp // batch_size,
-      fusion_type=model_config.fusion.type,
+    parts_gflops_per_example=parts,
+    params_per_part=params,
+    forward_gflops_per_example=per(flops["forward"]),
+    train_gflops_per_example=per(flops["train"]),
+    train_losses=("decoder", *objective.aux),
+    params=sum(params.values()),
+    train_temp_bytes_per_example=train_temp // batch_size,
+    fusion_type=config.model.fusion.type,
   )
 
 
 def main(argv):
   del argv
-  result = measure(_CONFIG.value.model, _BATCH.value)
+  result = measure(_CONFIG.value, _BATCH.value)
   print(f"{'part':10s} {'GFLOPs/example':>15s} {'params':>14s}")
   for part, gflops in result["parts_gflops_per_example"].items():
     print(f"{part:10s} {gflops:15.3f} {result['params_per_part'].get(part, 0):14,d}")
