@@ -45,11 +45,17 @@ def batch_spec(config) -> dict[str, tuple[tuple[int, ...], type]]:
 
 def synthetic_batch(config, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
   """A random host batch of the full layout: pixels in [-1, 1], ids in [1, vocab), binary
-  aux fields, dataset_id 0, mask True. For benchmarks and compile-and-run checks."""
+  aux fields, dataset_id 0, mask True. For benchmarks, tests and compile-and-run checks.
+  Fields are drawn target, image, text, then the rest in layout order, so a batch's
+  values do not depend on which auxiliary fields the config adds."""
   rng = np.random.default_rng(seed)
   vocab = int(config.model.vocab_size)
+  spec = batch_spec(config)
   batch = {}
-  for name, (shape, dtype) in batch_spec(config).items():
+  for name in ("target", "image", "text", *spec):
+    if name in batch:
+      continue
+    shape, dtype = spec[name]
     full = (batch_size, *shape)
     if name == "image":
       batch[name] = rng.uniform(-1, 1, full).astype(dtype)
@@ -61,7 +67,7 @@ def synthetic_batch(config, batch_size: int, seed: int = 0) -> dict[str, np.ndar
       batch[name] = np.zeros(full, dtype)
     else:  # auxiliary targets: 0/1
       batch[name] = (rng.uniform(size=full) < 0.5).astype(dtype)
-  return batch
+  return {name: batch[name] for name in spec}
 
 
 def dummy_batch(config, batch_size: int = 1) -> dict:

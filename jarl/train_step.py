@@ -48,14 +48,7 @@ def make_train_step(
   objective = losses.make_objective(config)
 
   def summed_loss(params, batch, rng):
-    logits, out = model.apply(
-      {"params": params},
-      batch["image"],
-      batch["text"],
-      batch["target"],
-      train=True,
-      rngs=objective.model_rngs(rng),
-    )
+    logits, out = objective.train_outputs(model, params, batch, rng)
     return objective.sums(logits, out, batch)
 
   grad_fn = jax.grad(summed_loss, has_aux=True)

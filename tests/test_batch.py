@@ -44,28 +44,26 @@ def test_every_batch_follows_the_spec_with_the_tag_loss_on():
   }
 
 
-def test_the_trainer_compiles_for_the_spec_and_runs_a_pipeline_batch():
+def test_the_trainer_compiles_for_the_pipeline_batch():
+  """The step is compiled ahead of time for the trainer's abstract batch and then fed the
+  pipeline's batches: both must be the spec, field for field."""
   config = train_fixtures.tiny_config(data__tags=TAGS, losses__tag_weight=1.0)
   mesh = sharding.make_mesh([("data", 1), ("fsdp", 1), ("model", 1)], jax.devices()[:1])
   with jax.set_mesh(mesh):
     trainer = train.make_trainer(config, mesh)
-    assert {k: (v.shape, v.dtype) for k, v in trainer.abstract_batch.items()} == {
-      k: ((config.global_batch_size, *shape), np.dtype(dtype))
-      for k, (shape, dtype) in batch_lib.batch_spec(config).items()
-    }
-    state = train.initial_state(config, trainer)
-    data = pipeline.make_train_data(
-      config.data,
-      global_batch_size=config.global_batch_size,
-      seed=0,
-      process_index=0,
-      process_count=1,
-      fields=batch_lib.batch_spec(config),
-    )
-    batch = sharding.global_batch(next(data), trainer.batch_sharding)
-    data.close()
-    _, metrics = trainer.step_fn(state, batch)
-  assert np.isfinite(float(metrics["loss_tags"])) and float(metrics["loss_tags"]) > 0
+  data = pipeline.make_train_data(
+    config.data,
+    global_batch_size=config.global_batch_size,
+    seed=0,
+    process_index=0,
+    process_count=1,
+    fields=batch_lib.batch_spec(config),
+  )
+  real = next(data)
+  data.close()
+  assert {k: (v.shape, v.dtype) for k, v in trainer.abstract_batch.items()} == {
+    k: (v.shape, v.dtype) for k, v in real.items()
+  }
 
 
 def test_eval_batches_carry_the_data_fields_and_answers_only():

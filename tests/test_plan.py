@@ -56,13 +56,16 @@ def test_parse_mesh_fills_missing_axes_and_names_the_flag():
 
 
 def test_command_line_sets_its_own_device_count_and_ends_with_json():
-  """The demo exactly as shipped (tagging loss on: its batch carries `tags`)."""
+  """With the tagging loss on, the batch carries `tags` (the demo's setting; the demo
+  itself is compiled in test_plan_and_flops_compile_every_shipped_variant)."""
   # conftest gives this process 8 devices; the tool must start JAX with the 4 it was asked.
   cmd = [
     sys.executable,
     "-m",
     "jarl.tools.plan",
-    "--config=configs/pretrain.py:demo",
+    "--config=configs/pretrain.py:tiny",
+    "--config.data.tags=('circle','square')",
+    "--config.losses.tag_weight=1.0",
     "--devices=4",
     "--mesh=data:2,fsdp:2",
     "--global_batch_size=8",

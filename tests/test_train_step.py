@@ -12,7 +12,8 @@ from jarl import losses, optim
 @pytest.mark.parametrize(
   "mesh",
   [
-    [("data", 4), ("fsdp", 2), ("model", 1)],
+    # Data + FSDP alone: a subset of the next case, run by hand (`-m slow`).
+    pytest.param([("data", 4), ("fsdp", 2), ("model", 1)], marks=pytest.mark.slow),
     # FSDP + tensor parallelism: weights split on embed (fsdp) and heads/mlp/vocab (model).
     [("data", 2), ("fsdp", 2), ("model", 2)],
   ],

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from configs import pretrain
+from jarl import batch as batch_lib
 from jarl import metrics_writer, sharding, train
 
 
@@ -98,18 +99,12 @@ def run_main(workdir, cache_dir=None, timeout=300, **overrides) -> subprocess.Co
 
 
 def batch(config, batch_size, seed=0):
-  """A deterministic random batch with the tiny config's shapes."""
-  rng = np.random.default_rng(seed)
-  size, lt, ld = config.data.image_size, config.data.text_len, config.data.target_len
-  target = rng.integers(1, config.model.vocab_size, (batch_size, ld)).astype(np.int32)
-  target[:, ld // 2 :] = 0  # padding must not count
-  return dict(
-    image=rng.uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32),
-    text=rng.integers(1, config.model.vocab_size, (batch_size, lt)).astype(np.int32),
-    target=target,
-    dataset_id=(np.arange(batch_size) % 2).astype(np.int32),
-    mask=np.ones(batch_size, bool),
-  )
+  """A deterministic random batch of the config's layout (`jarl.batch.synthetic_batch`),
+  its targets half padding (padding must not count) and two data sets alternating."""
+  out = batch_lib.synthetic_batch(config, batch_size, seed)
+  out["target"][:, config.data.target_len // 2 :] = 0
+  out["dataset_id"] = (np.arange(batch_size) % 2).astype(np.int32)
+  return out
 
 
 def run_steps(config, mesh_config, devices, batches):

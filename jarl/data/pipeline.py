@@ -444,23 +444,8 @@ class TrainData:
       st.close()
 
 
-def make_train_data(
-  data_config,
-  *,
-  global_batch_size: int,
-  seed: int,
-  process_index: int,
-  process_count: int,
-  fields: dict | None = None,
-) -> TrainData:
-  return TrainData(
-    data_config,
-    global_batch_size=global_batch_size,
-    seed=seed,
-    process_index=process_index,
-    process_count=process_count,
-    fields=fields,
-  )
+# The trainer's factory of training data (tests replace it to inject failures).
+make_train_data = TrainData
 
 
 class EvalData:

@@ -1,8 +1,7 @@
 """THE training objective: decoder token cross-entropy + sum of weight * auxiliary loss.
 
     objective = make_objective(config)
-    logits, out = model.apply({"params": p}, image, text, target, train=True,
-                              rngs=objective.model_rngs(rng))
+    logits, out = objective.train_outputs(model, params, batch, rng)
     loss, parts = objective.mean(logits, out, batch)
 
 The train step (jarl/train_step.py) uses the summed form (`sums` then `normalise`) so that
@@ -48,6 +47,12 @@ class Objective:
     if self._mim_stream:
       rngs["mim"] = jax.random.fold_in(rng, 1)
     return rngs
+
+  def train_outputs(self, model, params, batch, rng):
+    """(logits, out) of `model` on the batch's inputs in training mode, with the rng
+    streams it needs (`model_rngs`)."""
+    inputs = (batch["image"], batch["text"], batch["target"])
+    return model.apply({"params": params}, *inputs, train=True, rngs=self.model_rngs(rng))
 
   def decoder_sums(self, logits, batch, label_smoothing: float | None = None):
     """(loss_sum [B], token_count [B]) of the decoder's token cross-entropy."""

@@ -266,6 +266,13 @@ class Encoder(nn.Module):
   remat_policy: str = "none"
   dtype: Dtype = jnp.float32
 
+  @classmethod
+  def of(cls, tower, dtype: Dtype, **kwargs) -> "Encoder":
+    """The encoder a tower config describes (its depth, num_heads, mlp_dim, dropout, scan
+    and remat_policy; config.VisionConfig, config.TextConfig)."""
+    fields = ("depth", "num_heads", "mlp_dim", "dropout", "scan", "remat_policy")
+    return cls(**{f: getattr(tower, f) for f in fields}, dtype=dtype, **kwargs)
+
   @nn.compact
   def __call__(self, x, mask=None, train=False):
     out = {"depth_0": x}

@@ -48,15 +48,6 @@ class TextEncoder(nn.Module):
     )
     x = (x + pos[:, : text.shape[1]]).astype(self.dtype)
     x = nn.Dropout(c.dropout)(x, deterministic=not train)
-    x, out = layers.Encoder(
-      c.depth,
-      c.num_heads,
-      c.mlp_dim,
-      c.dropout,
-      c.scan,
-      c.remat_policy,
-      self.dtype,
-      name="Transformer",
-    )(x, layers.key_mask(valid), train)
+    x, out = layers.Encoder.of(c, self.dtype, name="Transformer")(x, layers.key_mask(valid), train)
     out["mask"] = valid
     return x, out

@@ -167,16 +167,7 @@ class ViT(nn.Module):
       ran = any(key.startswith("elip_index_") for key in out)
       out["grid"] = None if ran else (h, w)
       return x, out
-    x, out = layers.Encoder(
-      c.depth,
-      c.num_heads,
-      c.mlp_dim,
-      c.dropout,
-      c.scan,
-      c.remat_policy,
-      self.dtype,
-      name="Transformer",
-    )(x, None, train)
+    x, out = layers.Encoder.of(c, self.dtype, name="Transformer")(x, None, train)
     out["grid"] = (h, w)
     return x, out
 

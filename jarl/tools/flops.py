@@ -68,14 +68,7 @@ def measure(config, batch_size=8):
   forward = apply(lambda m, b: m(b["image"], b["text"], b["target"])[0])
 
   def train_loss(p, b):
-    logits, out = model.apply(
-      {"params": p},
-      b["image"],
-      b["text"],
-      b["target"],
-      train=True,
-      rngs=objective.model_rngs(jax.random.key(0)),
-    )
+    logits, out = objective.train_outputs(model, p, b, jax.random.key(0))
     return objective.mean(logits, out, b)[0]
 
   flops = {}
