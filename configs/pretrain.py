@@ -30,6 +30,12 @@ VARIANTS = (*common.SHAPES_SIZES, "base", "large")
 MESH_AXES = ("data", "fsdp", "model")
 
 
+# Fields both towers share. Width/depth/heads/mlp come from the variant string unless set.
+_TOWER = dict(
+  width=None, depth=None, mlp_dim=None, num_heads=None, scan=False, remat_policy="none", dropout=0.0
+)
+
+
 def _model(variant):
   m = ml_collections.ConfigDict()
   # Width/depth/heads/mlp of each tower come from the variant string unless set here.
@@ -38,13 +44,7 @@ def _model(variant):
       variant="B/16",
       image_size=224,
       posemb="learn",
-      width=None,
-      depth=None,
-      mlp_dim=None,
-      num_heads=None,
-      scan=False,
-      remat_policy="none",
-      dropout=0.0,
+      **_TOWER,
       # patch: the paper's linear patch embedding (loads big_vision checkpoints); conv:
       # log2(patch) 3x3 stride-2 convolutions to the same grid (jarl/models/vit.py).
       stem="patch",
@@ -62,13 +62,7 @@ def _model(variant):
     dict(
       variant="B",
       max_len=32,
-      width=None,
-      depth=None,
-      mlp_dim=None,
-      num_heads=None,
-      scan=False,
-      remat_policy="none",
-      dropout=0.0,
+      **_TOWER,
     )
   )
   m.fusion = ml_collections.ConfigDict(
