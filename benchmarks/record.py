@@ -4,14 +4,14 @@ Every measured figure in the docs comes from such a record (`python -m benchmark
 renders them into docs/results.md); none is typed by hand. A benchmark calls, last thing
 in its `main`:
 
-    record.emit("flops_base", result, args)   # prints the JSON last line, then writes
+    record.emit("step_throughput", result, args)   # prints the JSON last line, then writes
 
 (`record.write` alone writes without printing.)
 
 A record holds the result dict and what is needed to trust and reproduce it:
 
     name          the record's name (the file's stem)
-    command       the command line that produced it (`python -m benchmarks.flops ...`)
+    command       the command line that produced it (`python -m benchmarks.step_throughput ...`)
     settings      the benchmark's flags (`vars(args)`), i.e. its config overrides
     config        optional: the run config (a ConfigDict or dict), when there is one
     commit, dirty the git commit of the tree it ran on, and whether `depends` had

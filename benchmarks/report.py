@@ -32,12 +32,16 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 # A `*_mean` key is shown as "mean ± std" when the matching `*_std` is there.
 HEADLINE = (
   (
-    "forward GFLOPs per example, `base`: JARL / concat",
+    "forward GFLOPs per example, `base`: JARL / concat (paper Table 3: 38.9 / 58.4)",
     [
-      ("", "flops_base", "settings.jarl.forward_gflops"),
-      ("", "flops_base", "settings.concat.forward_gflops"),
-      ("ratio", "flops_base", "jarl_over_concat"),
+      ("", "paper_tables", "cost.arms.jarl.forward_gflops"),
+      ("", "paper_tables", "cost.arms.concat.forward_gflops"),
+      ("ratio", "paper_tables", "cost.checks.jarl_over_concat_forward.value"),
     ],
+  ),
+  (
+    "peak training memory, `base`, 16 examples per device: JARL / concat (paper: 9 / 15 GB)",
+    [("ratio", "paper_tables", "cost.checks.jarl_over_concat_memory.value")],
   ),
   (
     "train-step examples/s, `demo` on 2 CPU cores: JARL / concat",
@@ -84,9 +88,8 @@ HEADLINE = (
 
 # Sections in this order (cost, speed, accuracy, the demo runs, planning); others follow A-Z.
 ORDER = (
-  "flops_base",
+  "paper_tables",
   "flops_parts_base",
-  "flops_demo",
   "flops_demo_stem",
   "flops_elip_base",
   "step_throughput",

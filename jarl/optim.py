@@ -1,7 +1,7 @@
 """The optimizer: AdamW with linear warmup + cosine decay, global-norm clipping.
 
 Weight decay applies only to leaves named `kernel` (dense/conv weights): norms, biases,
-token and position embeddings, learned query/joint tokens are not decayed, because
+token and position embeddings, learned queries, latents, joint tokens and gates are not decayed, because
 shrinking them towards zero changes the function rather than regularising it.
 """
 

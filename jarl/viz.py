@@ -1,15 +1,21 @@
-"""Pictures for the notebooks: live training curves, joint-token maps, answer grids.
+"""Pictures for the notebooks: live training curves, fusion maps, answer grids.
 
     records = train_live(config, workdir)          # trains, redrawing the loss curves
     p = Predictor.from_checkpoint(workdir)
-    maps = joint_token_maps(p, image, "how many red shapes are there")
-    plot_joint_tokens(maps, iteration=-1)           # one column per joint token
+    maps = fusion_maps(p, image, "how many red shapes are there")
+    plot_fusion_maps(maps)                          # what the fusion's tokens read
 
-A joint token is one of the M tokens Z_k the fusion carries from iteration to iteration.
-Each iteration's TokenLearner gives every joint token a softmax map over all
-Nv + Nt + M input tokens (image patches, encoder-text pieces, previous joint tokens);
-`joint_token_maps` splits those maps into the three parts, the image part on the
-patch grid. Matplotlib is imported lazily: the package does not depend on it.
+`fusion_maps` returns what the model's fusion (config.model.fusion.type) computes:
+  jarl             LatentMaps: the paper's fusion resamples each modality once into N
+                   latent tokens; each image latent has a map over the image patches and
+                   each text latent one over the encoder-text pieces (two separate sets of
+                   tokens). plot_latents draws them.
+  co_tokenization  JointTokenMaps: per iteration k, each of the M joint tokens Z_k has one
+                   TokenLearner softmax over all Nv + Nt + M inputs (image patches,
+                   encoder-text pieces, previous joint tokens), split here into the three
+                   parts. plot_joint_tokens draws one iteration.
+The other fusions have no maps. Matplotlib is imported lazily: the package does not
+depend on it.
 """
 
 import dataclasses
@@ -159,9 +165,42 @@ def train_live(
   return read_metrics(workdir)
 
 
+# config.model.fusion.type values whose model outputs maps fusion_maps can draw.
+MAPPED_FUSIONS = ("jarl", "co_tokenization")
+
+
+@dataclasses.dataclass
+class LatentMaps:
+  """The `jarl` fusion's resampling maps for one (image, text) example (gated_fusion.py).
+
+  The fusion summarises the image into N image latents and the text into N text latents,
+  once, before its K gated iterations; these are two different sets of tokens: image
+  latent i and text latent i are unrelated (each set has its own learned queries).
+
+  image: float32 [S, S, 3] in [-1, 1], what the model saw; pieces: the encoder text's
+  pieces (padding dropped), list of Nw str; image_latents [N, gh, gw]: row i is image
+  latent i's map over the patch grid; text_latents [N, Nw]: row i is text latent i's map
+  over the pieces. Each row sums to 1. gates [K, 2]: each iteration's attention and MLP
+  gate (tanh(alpha), tanh(beta); 1 for combine != 'gated'), the same for every input.
+  """
+
+  image: np.ndarray
+  pieces: list
+  image_latents: np.ndarray
+  text_latents: np.ndarray
+  gates: np.ndarray
+
+  def spread(self) -> np.ndarray:
+    """[N]: each image latent's effective number of patches, exp(entropy of its map):
+    1 for a latent on one patch, gh * gw for a uniform one."""
+    p = self.image_latents.reshape(len(self.image_latents), -1)
+    return np.exp(-np.sum(p * np.log(np.maximum(p, 1e-30)), axis=1))
+
+
 @dataclasses.dataclass
 class JointTokenMaps:
-  """Where each joint token looks, per fusion iteration, for one (image, text) example.
+  """`co_tokenization`: where each joint token looks, per fusion iteration, for one
+  (image, text) example.
 
   image: float32 [S, S, 3] in [-1, 1], what the model saw; pieces: the encoder text's
   pieces (padding dropped), list of Nw str; for iteration k (lists of length K):
@@ -188,9 +227,9 @@ class JointTokenMaps:
 
 
 def split_weights(weights: np.ndarray, grid: tuple, text_mask: np.ndarray):
-  """One example's reducer weights [M, Nv + Nt + M'] -> (vision [M, gh, gw],
-  text [M, Nw] over the valid pieces only, joint [M, M']); the input order is the one
-  fusion.JointAdaptiveFusion concatenates: vision, text, previous joint tokens."""
+  """One example's co-tokenization reducer weights [M, Nv + Nt + M'] -> (vision
+  [M, gh, gw], text [M, Nw] over the valid pieces only, joint [M, M']); the input order is
+  the one co_tokenization.CoTokenization concatenates: vision, text, previous joint tokens."""
   gh, gw = grid
   nv, nt = gh * gw, text_mask.shape[0]
   if weights.shape[1] <= nv + nt:
@@ -230,14 +269,16 @@ def text_pieces(tokenizer, ids) -> list[str]:
   return pieces
 
 
-def joint_token_maps(predictor, image, question: str, task: str = "vqa") -> JointTokenMaps:
-  """The reducer maps of every fusion iteration for `image` (path, PIL image or uint8
-  array) and `question`, as the predictor's model computes them for `task`."""
+def fusion_maps(predictor, image, question: str, task: str = "vqa") -> LatentMaps | JointTokenMaps:
+  """The fusion's maps for `image` (path, PIL image or uint8 array) and `question`, as the
+  predictor's model computes them for `task`: LatentMaps for the `jarl` fusion,
+  JointTokenMaps (every iteration) for `co_tokenization`."""
   config = predictor.config
-  if config.model.fusion.type != "jarl":
+  kind = config.model.fusion.type
+  if kind not in MAPPED_FUSIONS:
     raise ValueError(
-      f"config.model.fusion.type={config.model.fusion.type!r}: only the "
-      "'jarl' fusion has joint tokens to draw"
+      f"config.model.fusion.type={kind!r} has no maps to draw; only "
+      f"{' and '.join(repr(t) for t in MAPPED_FUSIONS)} do"
     )
   pixels = predict.read_image(image, int(config.data.image_size))
   ids, _ = predictor.tokenizer.encode_fixed(
@@ -251,11 +292,20 @@ def joint_token_maps(predictor, image, question: str, task: str = "vqa") -> Join
     )
   grid = tuple(int(g) for g in out["img/grid"])
   mask = ids != 0
-  parts = [
-    split_weights(np.asarray(jax.device_get(out[f"fusion/weights_{k}"][0])), grid, mask)
-    for k in range(len(config.model.fusion.vision_taps))
-  ]
   pieces = text_pieces(predictor.tokenizer, ids[mask])
+  out = {k: np.asarray(jax.device_get(v)) for k, v in out.items() if k.startswith("fusion/")}
+  if kind == "jarl":
+    return LatentMaps(
+      pixels,
+      pieces,
+      out["fusion/image_weights"][0].reshape(-1, *grid),
+      out["fusion/text_weights"][0][:, mask],
+      out["fusion/gates"],
+    )
+  parts = [
+    split_weights(out[f"fusion/weights_{k}"][0], grid, mask)
+    for k in range(config.model.fusion.iterations)
+  ]
   vision, text, joint = (list(p) for p in zip(*parts))
   return JointTokenMaps(pixels, pieces, vision, text, joint)
 
@@ -272,11 +322,11 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def plot_joint_tokens(maps: JointTokenMaps, iteration: int = -1, title: str = ""):
-  """One column per joint token: its map over the image patches as a heat map on the
-  image (scaled to its own maximum; none, and the image faded, when the token puts less
-  than MIN_IMAGE_SHARE of its weight on the image; the title gives its share of weight
-  on image / text / previous joint tokens), and below, its weights over the encoder-text
-  pieces."""
+  """co_tokenization, one iteration: one column per joint token: its map over the image
+  patches as a heat map on the image (scaled to its own maximum; none, and the image
+  faded, when the token puts less than MIN_IMAGE_SHARE of its weight on the image; the
+  title gives its share of weight on image / text / previous joint tokens), and below,
+  its weights over the encoder-text pieces."""
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
   vision, text = maps.vision[iteration], maps.text[iteration]
@@ -316,6 +366,68 @@ def plot_joint_tokens(maps: JointTokenMaps, iteration: int = -1, title: str = ""
   fig.suptitle(f"{title} fusion iteration {k + 1} of {len(maps.vision)}".strip())
   fig.tight_layout()
   return fig
+
+
+def plot_latents(maps: LatentMaps, title: str = "", ncols: int = 8):
+  """The `jarl` fusion's two sets of latents, in two panels. Top: one image per image
+  latent v_i, its map over the patches as a heat map on the image, on one colour scale
+  for all of them (so a latent spread over the whole image stays dim), titled with its
+  effective number of patches (LatentMaps.spread). Bottom: the text latents t_i as
+  columns of one matrix over the encoder-text pieces (rows)."""
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  n, nw = len(maps.image_latents), len(maps.pieces)
+  ncols = max(1, min(ncols, n))
+  nrows = -(-n // ncols)
+  fig = plt.figure(figsize=(1.6 * ncols, 1.8 * nrows + 1.2 + 0.22 * nw), layout="constrained")
+  top, bottom = fig.subfigures(2, 1, height_ratios=[1.8 * nrows + 0.3, 0.9 + 0.22 * nw])
+  _draw_image_latents(top, maps, ncols)
+  _draw_text_latents(bottom, maps)
+  if title:
+    fig.suptitle(title)
+  return fig
+
+
+def _draw_image_latents(fig, maps: LatentMaps, ncols: int):
+  """plot_latents' top panel: an image with its heat map per image latent."""
+  n = len(maps.image_latents)
+  image = to_uint8(maps.image)
+  size = image.shape[0]
+  heats = [upsample(m, size) for m in maps.image_latents]
+  vmax = max(max(float(h.max()) for h in heats), 1e-12)
+  spread = maps.spread()
+  axes = fig.subplots(-(-n // ncols), ncols, squeeze=False)
+  for ax in axes.flat:
+    ax.axis("off")
+  for i, (ax, heat) in enumerate(zip(axes.flat, heats)):
+    ax.imshow(image, interpolation="nearest")
+    ax.imshow(heat, cmap="inferno", alpha=0.6, vmin=0, vmax=vmax)
+    ax.set_title(f"v{i}: ~{spread[i]:.0f} patches", fontsize=8)
+  gh, gw = maps.image_latents.shape[1:]
+  fig.suptitle(f"{n} image latents: each one's map over the {gh}x{gw} patches", fontsize=10)
+
+
+def _draw_text_latents(fig, maps: LatentMaps):
+  """plot_latents' bottom panel: the text latents' maps as one [Nw, N] matrix."""
+  n, nw = len(maps.text_latents), len(maps.pieces)
+  ax = fig.subplots()
+  shown = ax.imshow(maps.text_latents.T, cmap="Blues", vmin=0, aspect="auto")
+  ax.set_xticks(np.arange(n), [f"t{i}" for i in range(n)], fontsize=8)
+  ax.set_yticks(np.arange(nw), maps.pieces, fontsize=8)
+  ax.set(xlabel="text latent", ylabel="encoder-text piece")
+  fig.colorbar(shown, ax=ax, fraction=0.03)
+  # t_i, not v_i: a column here has nothing to do with the image latent of the same index.
+  fig.suptitle(
+    f"{n} text latents, a separate set: each column is one's map over the text pieces",
+    fontsize=10,
+  )
+
+
+def plot_fusion_maps(maps: LatentMaps | JointTokenMaps, title: str = "", iteration: int = -1):
+  """Whichever picture `maps` has: plot_latents, or plot_joint_tokens at `iteration`."""
+  if isinstance(maps, LatentMaps):
+    return plot_latents(maps, title)
+  return plot_joint_tokens(maps, iteration, title)
 
 
 def plot_answers(

@@ -3,7 +3,7 @@
 Each benchmark runs in a subprocess exactly as a user would (`python -m benchmarks.<name>
 --quick` from the repository root), so import paths, flags and the JSON contract are what
 is tested. The `ci`
-marks pick the runs that fit CI's ~2 min budget for them (flops, input_pipeline,
+marks pick the runs that fit CI's ~2 min budget for them (input_pipeline,
 data_efficiency); the others are slow-only
 (their reasons beside them); `pytest -m "" tests/test_benchmarks_quick.py` runs them all.
 """
@@ -14,6 +14,8 @@ import sys
 
 import pytest
 import train_fixtures
+
+from benchmarks import paper_tables
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -43,21 +45,24 @@ def assert_one_seed_summary(stats: dict, run: dict):
     assert stats[f"{key}_mean"] == run[key] and stats[f"{key}_std"] == 0.0, (key, stats, run)
 
 
-@pytest.mark.slow
-@pytest.mark.ci
-def test_flops_quick():
-  result = run_quick("benchmarks.flops")
-  assert result["config"] == "demo"
-  assert set(result["settings"]) == {"jarl", "jarl_tokenlearner_v1", "concat", "cross_attention"}
-  for name, s in result["settings"].items():
-    assert s["forward_gflops"] > 0 and s["train_gflops"] > s["forward_gflops"], name
-    assert s["params"] > 0, name
-  jarl, concat = result["settings"]["jarl"], result["settings"]["concat"]
-  assert result["jarl_over_concat"] == pytest.approx(
-    jarl["forward_gflops"] / concat["forward_gflops"]
-  )
-  assert 0.0 < result["jarl_over_concat"] < 2.0
-  assert 0.0 < result["train_jarl_over_concat"] < 2.0
+@pytest.mark.slow  # not ci: ~19 compiles; tests/test_fusion.py and test_flops.py cover the parts
+def test_paper_tables_cost_quick():
+  result = run_quick("benchmarks.paper_tables", "--part=cost")
+  assert result["size"] == "tiny"
+  assert set(result["arms"]) == set(paper_tables.ARMS)
+  for name, arm in result["arms"].items():
+    assert 0 < arm["forward_gflops"] < arm["train_gflops"] and arm["params"] > 0, name
+  for name in paper_tables.MEMORY_ARMS:
+    m = result["arms"][name]["memory"]
+    assert m["peak_bytes"] >= m["params_bytes"] + m["opt_bytes"] + m["temp_bytes"] > 0, name
+  arms, checks = result["arms"], result["checks"]
+  ratio = arms["jarl"]["forward_gflops"] / arms["concat"]["forward_gflops"]
+  assert checks["jarl_over_concat_forward"]["value"] == pytest.approx(ratio)
+  assert checks["jarl_over_concat_forward"]["holds"] == (ratio <= 0.67)
+  assert 0 < result["towers_memory"]["total_bytes"] < arms["jarl"]["memory"]["peak_bytes"]
+  # The switches that change cost do: more tokens and more layers cost more at any size.
+  fwd = [arms[n]["forward_gflops"] for n in ("tokens_16", "tokens_32", "tokens_128")]
+  assert fwd == sorted(fwd) and checks["more_layers_cost_more"]["holds"]
 
 
 @pytest.mark.slow  # not ci: two train-step compiles plus timed steps; keeps CI under 15 min

@@ -17,7 +17,7 @@ from jarl.models.config import VisionConfig
 from jarl.tools import flops
 
 
-def elip_config(fusion_type="jarl", layers=(1, 2), keep=(0.75, 0.6), **vision):
+def elip_config(fusion_type="co_tokenization", layers=(1, 2), keep=(0.75, 0.6), **vision):
   """Tiny model: 32 px / patch 8 = 16 vision tokens, 3 ViT blocks, taps (2, 3); the demo
   run config around it."""
   config = pretrain.get_config("demo")
@@ -223,7 +223,7 @@ def tiny():
   return dict(c=c, b=b, m=m, params=params, forward=forward)
 
 
-def test_jarl_fusion_runs_on_the_pruned_tokens(tiny):
+def test_co_tokenization_runs_on_the_pruned_tokens(tiny):
   logits, out = tiny["forward"](tiny["params"], tiny["b"])
   assert logits.shape == (3, 6, 40) and bool(jnp.isfinite(logits).all())
   # 16 patches -> round(.75*16)=12 (+1) = 13 -> round(.6*13)=8 (+1) = 9 at taps 2 and 3.
@@ -233,8 +233,8 @@ def test_jarl_fusion_runs_on_the_pruned_tokens(tiny):
   assert out["img/elip_index_1"].shape == (3, 12) and out["img/elip_weights_2"].shape == (3, 13)
 
 
-@pytest.mark.parametrize("fusion_type", ["concat", "cross_attention"])
-def test_baseline_fusions_run_on_the_pruned_tokens(fusion_type):
+@pytest.mark.parametrize("fusion_type", ["jarl", "concat", "cross_attention"])
+def test_other_fusions_run_on_the_pruned_tokens(fusion_type):
   c = elip_config(fusion_type)
   b = make_batch(c)
   m = model_lib.build(c)
@@ -242,7 +242,8 @@ def test_baseline_fusions_run_on_the_pruned_tokens(fusion_type):
   memory = jax.eval_shape(
     lambda p: m.apply(p, b["image"], b["text"], method=model_lib.Model.encode)[0], params
   )
-  assert memory.shape == (3, 9 + 8, 32)  # 9 vision tokens left at the top tap, 8 text
+  # 9 vision tokens left at the top tap and 8 text; jarl resamples them to N = 4 latents.
+  assert memory.shape == (3, 4 if fusion_type == "jarl" else 9 + 8, 32)
   if fusion_type == "cross_attention":  # the cheaper of the two to run for values
     _, params = init(c, b)
     logits = jax.jit(lambda p, x: m.apply({"params": p}, **x)[0])(params, b)

@@ -22,6 +22,7 @@ def tiny_config(**fusion):
   c = config.model
   c.vision.update(image_size=32, width=32, depth=3, mlp_dim=64, num_heads=2)
   c.text.update(width=32, depth=2, mlp_dim=64, num_heads=2, max_len=8)
+  fusion = {"type": "jarl", **fusion}  # the demo's own default is co-tokenization
   c.fusion.update(
     width=32, num_heads=2, mlp_dim=64, num_tokens=4, vision_taps=(2, 3), text_taps=(1, 2), **fusion
   )
@@ -48,7 +49,9 @@ def init(c, b):
   return m, m.init({"params": jax.random.key(0)}, **b)["params"]
 
 
-@pytest.mark.parametrize("fusion_type", ["jarl", "concat", "cross_attention"])
+@pytest.mark.parametrize(
+  "fusion_type", ["jarl", "co_tokenization", "perceiver", "concat", "cross_attention"]
+)
 def test_every_fusion_runs_and_memory_has_the_configured_size(fusion_type):
   c = tiny_config(type=fusion_type)
   b = batch(c)
@@ -58,14 +61,15 @@ def test_every_fusion_runs_and_memory_has_the_configured_size(fusion_type):
   memory, memory_mask, _ = m.apply(
     {"params": params}, b["image"], b["text"], method=model_lib.Model.encode
   )
-  expected = {"jarl": 4, "concat": 16 + 8, "cross_attention": 16 + 8}[fusion_type]
-  assert memory.shape == (4, expected, 32)
-  # Padded text tokens are masked for the decoder in the baselines; JARL's tokens are all real.
-  assert int(memory_mask.sum()) == (4 * 4 if fusion_type == "jarl" else 4 * (16 + 5))
+  reads_all = fusion_type in ("concat", "cross_attention")
+  assert memory.shape == (4, 16 + 8 if reads_all else 4, 32)
+  # Padded text tokens are masked for the decoder in the baselines that pass them on; the
+  # other fusions' tokens are all real.
+  assert int(memory_mask.sum()) == (4 * (16 + 5) if reads_all else 4 * 4)
 
 
-def test_jarl_reducer_maps_ignore_text_padding_and_padding_ids_do_not_matter():
-  c = tiny_config()
+def test_co_tokenization_reducer_maps_ignore_text_padding_and_padding_ids_do_not_matter():
+  c = tiny_config(type="co_tokenization")
   b = batch(c)
   m, params = init(c, b)
   logits, out = m.apply({"params": params}, **b)
@@ -190,6 +194,7 @@ def test_generate_greedy_matches_teacher_forced_argmax():
     ("fusion.type", "sum", "config.model.fusion.type='sum'"),
     ("vision.variant", "Q/16", "config.model.vision.variant='Q/16'"),
     ("fusion.reducer", "pool", "config.model.fusion.reducer='pool'"),
+    ("fusion.resample", "pool", "config.model.fusion.resample='pool'"),
     ("dtype", "float8", "config.model.dtype='float8'"),
   ],
 )
@@ -262,8 +267,9 @@ def test_out_keys_are_namespaced_and_towers_return_one_dict():
     "img/grid",
     *(f"txt/depth_{d}" for d in range(3)),
     "txt/mask",
-    "fusion/weights_0",
-    "fusion/weights_1",
+    "fusion/image_weights",
+    "fusion/text_weights",
+    "fusion/gates",
     "aux/contrastive_img",
     "aux/contrastive_txt",
     "aux/contrastive_log_scale",

@@ -81,10 +81,13 @@ def test_notebooks_run(tmp_path, kernel_env, monkeypatch):
   print(f"quickstart.ipynb: {seconds:.0f} s")
   # QUICK reached the kernel: 10 training steps, not 1000.
   assert re.search(r"\b10 steps in", texts(nb))
-  # A training curve, two answered scenes, two joint-token figures (K = 2) and one more.
-  assert len(outputs(nb, "image/png")) >= 6
-  joint = [c for c in nb.cells if c.cell_type == "code" and "plot_joint_tokens" in c.source]
-  assert joint and all(any("image/png" in o.get("data", {}) for o in c.outputs) for c in joint)
+  # A training curve, two answered scenes and two latent-token figures (two questions).
+  assert len(outputs(nb, "image/png")) >= 5
+  maps = [c for c in nb.cells if c.cell_type == "code" and "plot_fusion_maps" in c.source]
+  assert len(maps) == 2
+  assert all(any("image/png" in o.get("data", {}) for o in c.outputs) for c in maps)
+  # The default fusion is the paper's: the same image gives the same image latents.
+  assert "image latents the same as for the first question: True" in texts(nb)
 
   nb, seconds = run_notebook(
     "finetune_and_evaluate.ipynb", tmp_path / "finetune", kernel_env, monkeypatch
@@ -93,4 +96,4 @@ def test_notebooks_run(tmp_path, kernel_env, monkeypatch):
   out = texts(nb)
   assert re.search(r"pretrained 10 steps.*fine-tuned 10 steps", out, re.S)
   assert "heldout" in out and "\nall " in out  # the per-type accuracy table
-  assert len(outputs(nb, "image/png")) >= 3  # curves, answer grid(s), joint tokens
+  assert len(outputs(nb, "image/png")) >= 3  # curves, answer grid(s), latent tokens

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jarl.models import reducers
+from jarl.models import resample as reducers
 
 B, N, D, M = 2, 10, 16, 4
 

@@ -1,5 +1,5 @@
-"""jarl.viz: the joint-token maps are the model's reducer weights, cut up correctly; the
-plots draw what they are given; train_live reports a failed run with its log."""
+"""jarl.viz: the fusion maps are the model's own weights, cut up correctly; the plots draw
+what they are given; train_live reports a failed run with its log."""
 
 import json
 
@@ -11,7 +11,7 @@ import pytest
 import train_fixtures
 
 from jarl import batch as batch_lib
-from jarl import viz
+from jarl import predict, viz
 from jarl.data import shapes
 from jarl.data import tokenizer as tokenizer_lib
 from jarl.models import model as model_lib
@@ -20,17 +20,51 @@ from jarl.predict import Predictor
 matplotlib.use("Agg")
 
 
-@pytest.fixture(scope="module")
-def predictor():
-  """The tiny test model (4 joint tokens, K = 1, 2x2 patch grid at 16 px), random init."""
-  config = train_fixtures.tiny_config(
-    **{"model.fusion.vision_taps": (1, 2), "model.fusion.text_taps": (1, 1)}
-  )
+def _random_predictor(config):
   model = model_lib.build(config)
   dummy = batch_lib.dummy_batch(config, 1)
   init = jax.jit(lambda rng: model.init(rng, **dummy))
-  params = nn.unbox(init(jax.random.key(0))["params"])
-  return Predictor(config, params)
+  return Predictor(config, nn.unbox(init(jax.random.key(0))["params"]))
+
+
+@pytest.fixture(scope="module")
+def predictor():
+  """The tiny test model with the paper's `jarl` fusion (N = 4 latents per modality, K = 1,
+  2x2 patch grid at 16 px), random init."""
+  config = train_fixtures.tiny_config()
+  assert config.model.fusion.type == "jarl"
+  return _random_predictor(config)
+
+
+@pytest.fixture(scope="module")
+def co_predictor():
+  """The tiny test model with co-tokenization: M = 4 joint tokens, K = 2 iterations, one
+  tower tap each; random init."""
+  return _random_predictor(
+    train_fixtures.tiny_config(
+      **{
+        "model.fusion.type": "co_tokenization",
+        "model.fusion.iterations": 2,
+        "model.fusion.vision_taps": (1, 2),
+        "model.fusion.text_taps": (1, 1),
+      }
+    )
+  )
+
+
+def _encode(predictor, image, question):
+  """(the model's own fusion/* outputs for one example, as numpy, batch axis dropped except
+  on fusion/gates, which has none; and the example's text ids [Nt])."""
+  config = predictor.config
+  pixels = predict.read_image(image, config.data.image_size)
+  ids, _ = predictor.tokenizer.encode_fixed(
+    "answer " + question, config.data.text_len, add_eos=False
+  )
+  _, _, out = predictor.model.apply(
+    {"params": predictor.params}, pixels[None], ids[None], method=model_lib.Model.encode
+  )
+  out = {k: np.asarray(v) for k, v in out.items() if k.startswith("fusion/")}
+  return {k: v if k == "fusion/gates" else v[0] for k, v in out.items()}, ids
 
 
 def test_split_weights_follows_the_fusion_token_order():
@@ -44,30 +78,56 @@ def test_split_weights_follows_the_fusion_token_order():
     viz.split_weights(weights[:, :10], grid, np.ones(nt, bool))
 
 
-def test_joint_token_maps_are_the_reducer_softmax(predictor):
+def test_latent_maps_are_the_resampling_maps(predictor):
+  image = shapes.example("validation", 4, image_size=16)["image"]
+  question = "red"  # short: "answer red" leaves padding in the 8 text positions
+  maps = viz.fusion_maps(predictor, image, question)
+  assert isinstance(maps, viz.LatentMaps)
+  out, ids = _encode(predictor, image, question)
+  valid = ids != 0
+  assert 0 < valid.sum() < len(ids)
+  assert maps.image_latents.shape == (4, 2, 2) and maps.text_latents.shape == (4, valid.sum())
+  assert len(maps.pieces) == valid.sum()
+  # The same numbers as the model's own output for that input, the padding dropped.
+  np.testing.assert_allclose(
+    maps.image_latents.reshape(4, 4), out["fusion/image_weights"], atol=1e-6
+  )
+  np.testing.assert_allclose(maps.text_latents, out["fusion/text_weights"][:, valid], atol=1e-6)
+  np.testing.assert_array_equal(out["fusion/text_weights"][:, ~valid], 0.0)
+  np.testing.assert_allclose(maps.gates, out["fusion/gates"])
+  assert maps.gates.shape == (1, 2)
+  # Every latent's map is a distribution over its own modality's valid tokens.
+  np.testing.assert_allclose(maps.image_latents.sum((1, 2)), 1.0, atol=1e-5)
+  np.testing.assert_allclose(maps.text_latents.sum(1), 1.0, atol=1e-5)
+  assert np.all((maps.spread() >= 1 - 1e-4) & (maps.spread() <= 4 + 1e-4))
+
+
+def test_joint_token_maps_are_the_reducer_softmax(co_predictor):
   scene = shapes.example("validation", 4, image_size=16)
-  question = scene["questions"][0]
-  maps = viz.joint_token_maps(predictor, scene["image"], question)
-  config = predictor.config
+  question = "red"
+  maps = viz.fusion_maps(co_predictor, scene["image"], question)
+  assert isinstance(maps, viz.JointTokenMaps)
   assert len(maps.vision) == 2 and maps.vision[0].shape == (4, 2, 2)
   # Each token's map is a softmax over all image, text and joint inputs: mass sums to 1.
   for k in range(2):
     np.testing.assert_allclose(maps.mass(k).sum(1), 1.0, atol=1e-5)
     assert maps.joint[k].shape == (4, 4)
   # The same numbers as the model's own output for that input.
-  pixels = viz.predict.read_image(scene["image"], 16)
-  ids, _ = predictor.tokenizer.encode_fixed("answer " + question, 8, add_eos=False)
-  _, _, out = predictor.model.apply(
-    {"params": predictor.params}, pixels[None], ids[None], method=model_lib.Model.encode
-  )
-  w = np.asarray(out["fusion/weights_1"][0])
+  out, ids = _encode(co_predictor, scene["image"], question)
+  valid = ids != 0
+  w = out["fusion/weights_1"]
   np.testing.assert_allclose(maps.vision[1].reshape(4, 4), w[:, :4], atol=1e-6)
-  np.testing.assert_allclose(maps.text[1], w[:, 4 : 4 + int((ids != 0).sum())], atol=1e-6)
-  assert len(maps.pieces) == int((ids != 0).sum()) == maps.text[1].shape[1]
+  np.testing.assert_allclose(maps.text[1], w[:, 4:12][:, valid], atol=1e-6)
+  np.testing.assert_allclose(maps.joint[1], w[:, 12:], atol=1e-6)
+  assert len(maps.pieces) == int(valid.sum()) == maps.text[1].shape[1] < len(ids)
+
+
+def test_fusion_maps_refuses_a_fusion_without_maps(predictor):
+  config = predictor.config
   config.model.fusion.type = "concat"
   try:
-    with pytest.raises(ValueError, match="fusion.type='concat'"):
-      viz.joint_token_maps(predictor, scene["image"], question)
+    with pytest.raises(ValueError, match="fusion.type='concat'.*'jarl' and 'co_tokenization'"):
+      viz.fusion_maps(predictor, np.zeros((16, 16, 3), np.uint8), "red")
   finally:
     config.model.fusion.type = "jarl"
 
@@ -104,7 +164,7 @@ def test_read_metrics_skips_a_partial_last_line(tmp_path):
   assert steps.tolist() == [2] and values.tolist() == [1.7]
 
 
-def test_plots_draw_what_they_are_given(predictor):
+def test_plots_draw_what_they_are_given(predictor, co_predictor):
   records = [
     {
       "step": s,
@@ -134,8 +194,18 @@ def test_plots_draw_what_they_are_given(predictor):
   with pytest.raises(ValueError, match="2 images, 1 questions"):
     viz.plot_answers([image, image], ["q"], ["a", "b"], ["a", "b"])
 
-  maps = viz.joint_token_maps(predictor, image, "how many red shapes are there")
-  fig = viz.plot_joint_tokens(maps, 0)
+  maps = viz.fusion_maps(predictor, image, "red shapes")
+  fig = viz.plot_fusion_maps(maps, title="q")
+  image_axes = [ax for ax in fig.axes if ax.get_title().startswith("v")]
+  assert [ax.get_title().split(":")[0] for ax in image_axes] == ["v0", "v1", "v2", "v3"]
+  text_ax = next(ax for ax in fig.axes if ax.get_xlabel() == "text latent")
+  assert [t.get_text() for t in text_ax.get_xticklabels()] == ["t0", "t1", "t2", "t3"]
+  assert [t.get_text() for t in text_ax.get_yticklabels()] == maps.pieces
+  np.testing.assert_allclose(text_ax.images[0].get_array(), maps.text_latents.T)
+  assert fig._suptitle.get_text() == "q"  # pylint: disable=protected-access
+
+  maps = viz.fusion_maps(co_predictor, image, "how many red shapes are there")
+  fig = viz.plot_fusion_maps(maps, iteration=0)
   assert len(fig.axes) == 2 * 4  # heat map + piece weights per joint token
   assert fig.axes[4].get_yticklabels()[0].get_text() == maps.pieces[0]
   assert "iteration 1 of 2" in fig._suptitle.get_text()  # pylint: disable=protected-access

@@ -11,10 +11,11 @@ dataclasses as fields and trust them: no check is repeated inside the model.
 """
 
 import dataclasses
+import math
 
 import jax.numpy as jnp
 
-from jarl.models import fusion, layers, reducers, vit
+from jarl.models import fusion, gated_fusion, layers, resample, vit
 
 # Variant table as in big_vision (width, depth, mlp_dim, num_heads).
 VARIANTS = {
@@ -172,7 +173,13 @@ class TextConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FusionConfig:
-  """config.model.fusion (fusion.py): one tap per iteration in each tower."""
+  """config.model.fusion (fusion.py and the modules it registers).
+
+  iterations K, num_tokens N and layers_per_iteration n mean the same in every fusion
+  that has them (concat: K * n blocks). The towers are built up to their last tap; `jarl`,
+  `perceiver`, `concat` and `cross_attention` read only that top tap, `co_tokenization`
+  reads one tap per iteration (so len(taps) == iterations).
+  """
 
   type: str
   width: int
@@ -182,8 +189,13 @@ class FusionConfig:
   layers_per_iteration: int
   vision_taps: tuple[int, ...]
   text_taps: tuple[int, ...]
-  reducer: str = "tokenlearner_v11"  # reducers.REDUCERS
-  reducer_hidden: int = 64
+  iterations: int = 4
+  resample: str = "latent"  # jarl: resample.RESAMPLE
+  combine: str = "gated"  # jarl: gated_fusion.COMBINE
+  gate_init: float = 1.0  # jarl, combine=gated: alpha and beta at initialisation
+  memory: str = "fused"  # jarl: gated_fusion.MEMORY, what the decoder reads
+  reducer: str = "tokenlearner_v11"  # co_tokenization: resample.REDUCERS
+  reducer_hidden: int = 64  # co_tokenization, and jarl with resample=spatial
   dropout: float = 0.0
 
   def __post_init__(self):
@@ -192,7 +204,7 @@ class FusionConfig:
     if not self.vision_taps or len(self.vision_taps) != len(self.text_taps):
       raise ValueError(
         f"{key}.vision_taps={self.vision_taps} and text_taps="
-        f"{self.text_taps}: need one tap per iteration in each, same count"
+        f"{self.text_taps}: need the same number of taps in each, at least one"
       )
     _positive(
       key,
@@ -201,9 +213,21 @@ class FusionConfig:
       mlp_dim=self.mlp_dim,
       num_tokens=self.num_tokens,
       layers_per_iteration=self.layers_per_iteration,
+      iterations=self.iterations,
+      reducer_hidden=self.reducer_hidden,
     )
     _heads(key, self.width, self.num_heads)
-    _choice(f"{key}.reducer", self.reducer, reducers.REDUCERS)
+    _choice(f"{key}.resample", self.resample, resample.RESAMPLE)
+    _choice(f"{key}.combine", self.combine, gated_fusion.COMBINE)
+    _choice(f"{key}.memory", self.memory, gated_fusion.MEMORY)
+    _choice(f"{key}.reducer", self.reducer, resample.REDUCERS)
+    if not math.isfinite(self.gate_init):
+      raise ValueError(f"{key}.gate_init={self.gate_init}: must be finite")
+    if self.type == "co_tokenization" and len(self.vision_taps) != self.iterations:
+      raise ValueError(
+        f"{key}.iterations={self.iterations}: co_tokenization reads one tower tap per "
+        f"iteration, and {key}.vision_taps={self.vision_taps} has {len(self.vision_taps)}"
+      )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,7 +332,7 @@ class ModelConfig:
         f"features directly: config.model.text.width={self.text.width} must "
         f"equal config.model.vision.width={v.width}"
       )
-    if self.fusion.reducer == "tokenlearner_v1":
+    if self.fusion.type == "co_tokenization" and self.fusion.reducer == "tokenlearner_v1":
       raise ValueError(
         "config.model.fusion.reducer='tokenlearner_v1' needs the patch grid, "
         "which config.model.vision.token_pruning='elip' removes by pruning; "
@@ -415,6 +439,11 @@ def _fusion(c) -> FusionConfig:
     layers_per_iteration=int(c.layers_per_iteration),
     vision_taps=tuple(int(t) for t in c.vision_taps),
     text_taps=tuple(int(t) for t in c.text_taps),
+    iterations=int(c.iterations),
+    resample=str(c.resample),
+    combine=str(c.combine),
+    gate_init=float(c.gate_init),
+    memory=str(c.memory),
     reducer=str(c.reducer),
     reducer_hidden=int(c.reducer_hidden),
     dropout=float(c.dropout),

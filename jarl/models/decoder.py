@@ -1,8 +1,8 @@
-"""Autoregressive text decoder: causal self-attention + cross-attention to joint tokens.
+"""Autoregressive text decoder: causal self-attention + cross-attention to the fusion's tokens.
 
-The decoder reads the M joint tokens that the fusion encoder produced (`memory`) and
-predicts the target text one token at a time. Token 0 is both padding and the start
-token: decoder inputs are the targets shifted right (`shift_right`).
+The decoder reads the M tokens that the fusion produced (`memory`; the fused text latents
+for `jarl`) and predicts the target text one token at a time. Token 0 is both padding and
+the start token: decoder inputs are the targets shifted right (`shift_right`).
 
 Two ways to run it:
 - teacher forcing, `decode=False`: tokens [B, L] -> logits [B, L, V] in one pass;
@@ -138,7 +138,7 @@ class Decoder(nn.Module):
     Args:
       tokens: int32 [B, L], decoder inputs (targets shifted right; 0 = pad/start).
         With decode=True, L must be 1: the token at the cache's current position.
-      memory: [B, M, Dm] joint tokens; projected to `width` by a Dense if Dm != width.
+      memory: [B, M, Dm] the fusion's tokens; projected to `width` by a Dense if Dm != width.
         With decode=True it is read only by the call that creates the cache.
       memory_mask: bool [B, M], False = ignore that memory token. With decode=True,
         read only by the call that creates the cache (then kept there).

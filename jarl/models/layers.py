@@ -318,6 +318,24 @@ class Blocks(nn.Module):
     return x
 
 
+def project(x, width, dtype, name):
+  """LayerNorm (`{name}_norm`) -> Dense(width) without bias (`name`): a tower's features
+  into the fusion width (the paper's Eq. 1). No bias: the fusions that mix modalities add a
+  learned modality embedding next, which is the bias."""
+  x = layer_norm(f"{name}_norm", dtype)(x)
+  return nn.Dense(
+    width, use_bias=False, dtype=dtype, name=name, kernel_init=dense_init((None, "embed"))
+  )(x)
+
+
+def modality_embedding(module, width):
+  """module's learned [3, width] table, one vector per token kind (vision, text, joint), so
+  reducers and blocks can tell the kinds apart in a concatenated sequence."""
+  return module.param(
+    "modality_embedding", normal_init(0.02, (None, "embed")), (3, width), jnp.float32
+  )
+
+
 def key_mask(valid):
   """valid [B, L] bool -> attention mask [B, 1, L] (every query may see valid keys)."""
   return valid[:, None, :]

@@ -10,7 +10,8 @@ decoder's target (shifted right inside, with 0 as the start token); logits [B, L
   img/depth_{d} [B, N_d, Dv]  the ViT's residual stream after d blocks; img/grid (h, w) or
                               None once ELIP pruned; img/elip_index_{d}, img/elip_weights_{d}
   txt/depth_{d} [B, Lt, Dt]   the text tower's; txt/mask [B, Lt] bool
-  fusion/...                  the fusion's own maps, e.g. fusion/weights_{k} (jarl)
+  fusion/...                  the fusion's own maps: fusion/image_weights, text_weights,
+                              gates (jarl), fusion/weights_{k} (co_tokenization)
   aux/...                     auxiliary heads, only when on: aux/contrastive_img,
                               aux/contrastive_txt [P, B, E], aux/contrastive_log_scale [];
                               aux/mim_pred, aux/mim_target [B, N, p*p*3], aux/mim_mask

@@ -3,7 +3,7 @@
 The parameter tree matches big_vision's `vit.py` (`embedding`, `pos_embedding`,
 `Transformer/encoderblock_{i}/...`, `Transformer/encoder_norm`), so its `.npz` checkpoints
 load with `load_big_vision_npz`. Only `config.depth` blocks are built: with fusion taps
-that end mid-tower, the joint tokens replace the upper blocks (DESIGN.md, "The model").
+that end mid-tower, the fusion replaces the upper blocks (DESIGN.md, "The model").
 
 `token_pruning="elip"` (config.model.vision.token_pruning) prunes and merges vision tokens
 between blocks, guided by the text (elip.py); it adds no parameters.

@@ -37,17 +37,29 @@ def _define_flags():
 
 def compiled_cost(fn, *abstract_args):
   """(flops, bytes of temporary memory) of `fn` compiled for the given abstract inputs."""
+  flops, memory = compiled_cost_and_memory(fn, *abstract_args)
+  return flops, memory["temp"]
+
+
+def compiled_cost_and_memory(fn, *abstract_args):
+  """(flops, memory) of `fn` compiled for the given abstract inputs on one device; memory
+  in bytes: temp (activations and scratch), arguments, outputs, and peak = arguments +
+  outputs - aliased + temp (XLA's memory analysis)."""
   compiled = jax.jit(fn).lower(*abstract_args).compile()
   cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):  # older jax returned one dict per device program
     cost = cost[0]
-  memory = compiled.memory_analysis()
-  temp = getattr(memory, "temp_size_in_bytes", 0) if memory is not None else 0
-  return float(cost.get("flops", 0.0)), int(temp)
+  m = compiled.memory_analysis()
+  size = lambda name: int(getattr(m, f"{name}_size_in_bytes", 0)) if m is not None else 0
+  memory = dict(temp=size("temp"), arguments=size("argument"), outputs=size("output"))
+  memory["peak"] = memory["arguments"] + memory["outputs"] - size("alias") + memory["temp"]
+  return float(cost.get("flops", 0.0)), memory
 
 
-def measure(config, batch_size=8):
-  """Per-example GFLOPs of each part and of the train step, and parameters per part."""
+def measure(config, batch_size=8, parts=True):
+  """Per-example GFLOPs of each part (parts=False: only forward and train, two compiles)
+  and of the train step, parameters per part, and the memory of the train program (value
+  and gradient of the objective, no optimizer) at `batch_size` on one device."""
   model = model_lib.build(config)
   objective = losses.make_objective(config)
   batch = batch_lib.abstract_batch(config, batch_size)
@@ -71,28 +83,34 @@ def measure(config, batch_size=8):
     logits, out = objective.train_outputs(model, p, b, jax.random.key(0))
     return objective.mean(logits, out, b)[0]
 
+  programs = (("towers", towers), ("text", text), ("encode", encode)) if parts else ()
   flops = {}
-  for name, fn in (("towers", towers), ("text", text), ("encode", encode), ("forward", forward)):
+  for name, fn in (*programs, ("forward", forward)):
     flops[name], _ = compiled_cost(fn, abstract_params, batch)
-  flops["train"], train_temp = compiled_cost(jax.value_and_grad(train_loss), abstract_params, batch)
+  flops["train"], train_memory = compiled_cost_and_memory(
+    jax.value_and_grad(train_loss), abstract_params, batch
+  )
   per = lambda x: x / batch_size / 1e9
-  parts = {
-    "vision": per(flops["towers"] - flops["text"]),
-    "text": per(flops["text"]),
-    "fusion": per(flops["encode"] - flops["towers"]),
-    "decoder": per(flops["forward"] - flops["encode"]),
-  }
   params = {k: model_lib.count_params(v) for k, v in abstract_params.items()}
-  return dict(
-    parts_gflops_per_example=parts,
+  result = dict(
     params_per_part=params,
     forward_gflops_per_example=per(flops["forward"]),
     train_gflops_per_example=per(flops["train"]),
     train_losses=("decoder", *objective.aux),
     params=sum(params.values()),
-    train_temp_bytes_per_example=train_temp // batch_size,
+    train_temp_bytes_per_example=train_memory["temp"] // batch_size,
+    train_program_bytes=train_memory,
+    batch_size=batch_size,
     fusion_type=config.model.fusion.type,
   )
+  if parts:
+    result["parts_gflops_per_example"] = {
+      "vision": per(flops["towers"] - flops["text"]),
+      "text": per(flops["text"]),
+      "fusion": per(flops["encode"] - flops["towers"]),
+      "decoder": per(flops["forward"] - flops["encode"]),
+    }
+  return result
 
 
 def main(argv):
@@ -103,6 +121,11 @@ def main(argv):
     print(f"{part:10s} {gflops:15.3f} {result['params_per_part'].get(part, 0):14,d}")
   print(f"{'forward':10s} {result['forward_gflops_per_example']:15.3f} {result['params']:14,d}")
   print(f"{'train':10s} {result['train_gflops_per_example']:15.3f}")
+  peak = result["train_program_bytes"]["peak"] / 2**30
+  print(
+    f"train program (value and gradient, no optimizer) at batch {result['batch_size']} on "
+    f"one device: peak {peak:.2f} GiB; the whole train step on a mesh: jarl.tools.plan"
+  )
   print(json.dumps(result, sort_keys=True))
 
 

@@ -19,7 +19,8 @@ memory analysis of the compiled per-device program gives:
 and its cost analysis the FLOPs of one step (per device x devices). The CPU compiler
 schedules buffers like the TPU one does not (no HBM-aware rematerialisation, different
 fusions), so treat `temp` as an estimate: on TPU it is usually lower. The last printed
-line is one JSON object with `per_device_bytes`, `fits`, `train_tflops_per_step`.
+line is one JSON object with `per_device_bytes` (the peak training memory per device),
+`fits`, `train_tflops_per_step`, `train_gflops_per_example` and `fusion_type`.
 """
 
 import os
@@ -147,6 +148,11 @@ def plan(config, hbm_gib: float = 32.0, devices=None) -> dict:
     hbm_gib=hbm_gib,
     fits=bool(per_device <= hbm_gib * GIB),
     train_tflops_per_step=float(cost.get("flops", 0.0)) * mesh.size / 1e12,
+    train_gflops_per_example=float(cost.get("flops", 0.0))
+    * mesh.size
+    / config.global_batch_size
+    / 1e9,
+    fusion_type=str(config.model.fusion.type),
     compile_seconds=round(compile_s, 1),
   )
 
@@ -182,7 +188,10 @@ def main(argv):
     f"total {gib('per_device_bytes'):.2f} of {result['hbm_gib']:g} -> "
     f"{'fits' if result['fits'] else 'DOES NOT FIT'}"
   )
-  print(f"train step: {result['train_tflops_per_step']:.1f} TFLOPs")
+  print(
+    f"train step ({result['fusion_type']} fusion): {result['train_tflops_per_step']:.1f} "
+    f"TFLOPs, {result['train_gflops_per_example']:.1f} GFLOPs per example (optimizer included)"
+  )
   print(json.dumps(result, sort_keys=True))
 
 

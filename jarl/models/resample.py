@@ -1,8 +1,16 @@
-"""The fusion's token reducers: learn M output tokens as weighted pools of N input tokens.
+"""Token reducers: M output tokens summarised from N input tokens.
 
-Both TokenLearners take x [B, N, D] and a validity mask [B, N] and return
-(tokens [B, M, D], weights [B, M, N]); the weights are what the notebooks draw.
-Chosen by `config.model.fusion.reducer` through `REDUCERS`.
+Every reducer takes x [B, N, D] and a validity mask [B, N] (True = real token) and returns
+(tokens [B, M, D], weights [B, M, N]); padding gets exactly zero weight, and the weights
+are what the notebooks draw.
+
+  LatentResampler   learned queries cross-attend to the inputs (the paper's Eq. 2,
+                    "latent resampling"; DETR-style queries)
+  TokenLearnerV11   spatial attention maps from an MLP (TokenLearner v1.1)
+  TokenLearnerV1    sigmoid maps from a conv stack (TokenLearner v1)
+
+`REDUCERS` (config.model.fusion.reducer) picks co-tokenization's reducer; `RESAMPLERS`
+(config.model.fusion.resample) picks how the `jarl` fusion summarises each modality.
 """
 
 from typing import Any
@@ -100,5 +108,45 @@ class TokenLearnerV1(nn.Module):
     return tokens, weights
 
 
-# config.model.fusion.reducer
+class LatentResampler(nn.Module):
+  """Eq. 2: f_N = W2 . Attn(X_N, x), X_N [M, D] learned queries (DETR-style).
+
+  Multi-head attention of the M queries over the inputs; W2 is the attention's output
+  projection. The query side has no residual: the summary's f_N is the attention output
+  alone. `weights` are the attention probabilities averaged over heads. The cost is one
+  key/value projection of the N inputs plus M x N logits, whatever the text length.
+  """
+
+  num_tokens: int
+  num_heads: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, mask=None, grid: tuple[int, int] | None = None):
+    del grid  # the inputs carry their own position embeddings
+    b, n, width = x.shape
+    queries = self.param(
+      "queries", layers.normal_init(0.02, ("joint", "embed")), (self.num_tokens, width), jnp.float32
+    )
+    queries = jnp.broadcast_to(queries.astype(self.dtype), (b, self.num_tokens, width))
+    kv = layers.layer_norm("input_norm", self.dtype)(x)
+    heads = self.num_heads
+    q = layers.head_projection(width, heads, self.dtype, "query")(queries)
+    k = layers.head_projection(width, heads, self.dtype, "key")(kv)
+    v = layers.head_projection(width, heads, self.dtype, "value")(kv)
+    q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+    logits = jnp.einsum("bmhk,bnhk->bhmn", q, k).astype(jnp.float32)
+    if mask is not None:
+      logits = jnp.where(mask[:, None, None, :], logits, layers.NEG_INF)
+    probs = nn.softmax(logits, axis=-1)
+    if mask is not None:  # exact zeros on padding, also for an all-padding row
+      probs = jnp.where(mask[:, None, None, :], probs, 0.0)
+    y = jnp.einsum("bhmn,bnhk->bmhk", probs.astype(self.dtype), v)
+    tokens = layers.out_projection(heads, width // heads, width, self.dtype, "out")(y)
+    return tokens, probs.mean(axis=1)
+
+
+# config.model.fusion.reducer (co_tokenization)
 REDUCERS = {"tokenlearner_v11": TokenLearnerV11, "tokenlearner_v1": TokenLearnerV1}
+# config.model.fusion.resample (jarl): latent = Eq. 2; spatial = TokenLearner v1.1 maps.
+RESAMPLE = ("latent", "spatial")
