@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import flax.linen as nn
 import jax
 
 from benchmarks import record
@@ -77,10 +76,7 @@ MEMORY_ARMS = ("concat", "jarl", "perceiver", "co_tokenization")
 
 def arm_config(size: str, overrides: dict):
   config = pretrain.get_config(size)
-  config.model.fusion.update(overrides)
-  if config.model.fusion.type == "co_tokenization":
-    # One tower tap per iteration: the size's taps are spaced for its `iterations`.
-    assert len(config.model.fusion.vision_taps) == config.model.fusion.iterations
+  config.model.fusion.update(overrides)  # validated when the model is built
   return config
 
 
@@ -90,11 +86,7 @@ def towers_memory(config, batch_size: int) -> dict:
   through both towers (a stand-in loss on the features the fusion reads)."""
   model = model_lib.build(config)
   batch = batch_lib.abstract_batch(config, batch_size)
-  params = nn.meta.unbox(
-    jax.eval_shape(
-      lambda b: model.init(jax.random.key(0), b["image"], b["text"], b["target"])["params"], batch
-    )
-  )
+  params = flops.abstract_model_params(model, {k: batch[k] for k in batch_lib.MODEL_INPUTS})
   towers = {k: params[k] for k in ("vision", "text")}
   mc = model.config
 

@@ -129,18 +129,24 @@ def out_projection(num_heads, head_dim, width, dtype, name):
   )
 
 
-def attend(q, k, v, mask, dtype):
-  """Scaled dot-product attention with a float32 softmax (the decoder's attention).
+def attention_weights(q, k, mask):
+  """Scaled dot-product attention probabilities, softmax in float32 (bf16 stability).
 
-  q [B, L, H, K], k/v [B, S, H, K], mask bool broadcastable to [B, H, L, S]
-  (True = may attend) -> [B, L, H, K]. Softmax runs in float32 for bf16 stability.
+  q [B, L, H, K], k [B, S, H, K], mask bool broadcastable to [B, H, L, S] (True = may
+  attend) -> float32 [B, H, L, S].
   """
   q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
   logits = jnp.einsum("blhk,bshk->bhls", q, k).astype(jnp.float32)
   # where() instead of adding a bias: masked entries become exactly exp(-1e9 - max) = 0,
   # so a cached (padded to max_len) key set gives the same numbers as the exact one.
   logits = jnp.where(mask, logits, NEG_INF)
-  weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
+  return jax.nn.softmax(logits, axis=-1)
+
+
+def attend(q, k, v, mask, dtype):
+  """Scaled dot-product attention (the decoder's): q [B, L, H, K], k/v [B, S, H, K], mask
+  as attention_weights' -> [B, L, H, K]."""
+  weights = attention_weights(q, k, mask).astype(dtype)
   return jnp.einsum("bhls,bshk->blhk", weights, v)
 
 

@@ -134,13 +134,10 @@ class LatentResampler(nn.Module):
     q = layers.head_projection(width, heads, self.dtype, "query")(queries)
     k = layers.head_projection(width, heads, self.dtype, "key")(kv)
     v = layers.head_projection(width, heads, self.dtype, "value")(kv)
-    q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
-    logits = jnp.einsum("bmhk,bnhk->bhmn", q, k).astype(jnp.float32)
-    if mask is not None:
-      logits = jnp.where(mask[:, None, None, :], logits, layers.NEG_INF)
-    probs = nn.softmax(logits, axis=-1)
-    if mask is not None:  # exact zeros on padding, also for an all-padding row
-      probs = jnp.where(mask[:, None, None, :], probs, 0.0)
+    valid = jnp.ones((b, n), bool) if mask is None else mask
+    probs = layers.attention_weights(q, k, valid[:, None, None, :])  # [B, H, M, N]
+    # Exact zeros on padding also for an all-padding row (softmax alone spreads it evenly).
+    probs = jnp.where(valid[:, None, None, :], probs, 0.0)
     y = jnp.einsum("bhmn,bnhk->bmhk", probs.astype(self.dtype), v)
     tokens = layers.out_projection(heads, width // heads, width, self.dtype, "out")(y)
     return tokens, probs.mean(axis=1)

@@ -56,6 +56,14 @@ def compiled_cost_and_memory(fn, *abstract_args):
   return float(cost.get("flops", 0.0)), memory
 
 
+def abstract_model_params(model, inputs):
+  """The model's parameters as unboxed ShapeDtypeStructs, for `inputs` (image, text and
+  target, abstract or concrete); nothing is initialised."""
+  return nn.meta.unbox(
+    jax.eval_shape(lambda b: model.init({"params": jax.random.key(0)}, **b)["params"], inputs)
+  )
+
+
 def measure(config, batch_size=8, parts=True):
   """Per-example GFLOPs of each part (parts=False: only forward and train, two compiles)
   and of the train step, parameters per part, and the memory of the train program (value
@@ -64,9 +72,7 @@ def measure(config, batch_size=8, parts=True):
   objective = losses.make_objective(config)
   batch = batch_lib.abstract_batch(config, batch_size)
   inputs = {k: batch[k] for k in batch_lib.MODEL_INPUTS}
-  abstract_params = nn.meta.unbox(
-    jax.eval_shape(lambda b: model.init({"params": jax.random.key(0)}, **b)["params"], inputs)
-  )
+  abstract_params = abstract_model_params(model, inputs)
 
   def apply(method):
     return lambda p, b: model.apply({"params": p}, b, method=method)
