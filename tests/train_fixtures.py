@@ -190,7 +190,10 @@ def lockstep_run(
   ckpt = checkpoint.Checkpointer(workdir, every_steps=save_at, keep=2) if save_at else None
   losses = {}
   for step in range(int(state.step) + 1, steps + 1):
-    local = _local_rows(batch(config, config.global_batch_size, seed=step), trainer.batch_sharding)
+    # Two batches alternating: random tokens, so a batch seen before is the one whose loss
+    # must visibly fall within a few steps (a fresh batch each step is noise at this size).
+    seed = step % 2
+    local = _local_rows(batch(config, config.global_batch_size, seed=seed), trainer.batch_sharding)
     state, metrics = trainer.step_fn(state, sharding.global_batch(local, trainer.batch_sharding))
     losses[step] = float(metrics["loss"])
     if step == save_at:
