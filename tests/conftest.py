@@ -1,13 +1,35 @@
-"""Test set-up: 8 fake CPU devices so sharding tests run anywhere, and the shared tiny
-config, batch and parameters (configs/pretrain.py:tiny; helpers in train_fixtures.py)."""
+"""Test set-up: 8 fake CPU devices so sharding tests run anywhere, one compilation cache
+for the whole test session, and the shared tiny config, batch and parameters
+(configs/pretrain.py:tiny; helpers in train_fixtures.py)."""
 
 import os
+import shutil
+import tempfile
 
 # Must be set before JAX initialises its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+
+# A persistent compilation cache for the session, shared by the xdist workers and the
+# `python -m jarl.main` subprocesses (both inherit the controller's environment). Many tests
+# compile the same tiny programs (the plain train step, init, decoding), and compiling is
+# ~70% of such a test's time: each program now compiles once per session. A directory
+# given in JAX_COMPILATION_CACHE_DIR (.ci/run gives one to both its stages) is used as is.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jarl-tests-jax-cache-")
+  os.environ["JARL_TESTS_OWN_CACHE"] = "1"  # this session made it, so it removes it
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
 import pytest  # noqa: E402
+
+
+def pytest_unconfigure(config):
+  # The controller (or a run without xdist) removes the cache it made; workers leave it.
+  if os.environ.get("JARL_TESTS_OWN_CACHE") and not hasattr(config, "workerinput"):
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
 
 # train_fixtures (JAX, the trainer) is imported inside the fixtures: tests that need none
 # of them start without it.

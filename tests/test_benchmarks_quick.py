@@ -127,8 +127,9 @@ def test_fusion_quality_quick(tmp_path):
   )
 
 
+# Not ci (~5.5 min of CI's budget): the pretrain -> fine-tune chain is CI's in
+# test_finetune_configs, and adaptive sampling has its own fast tests.
 @pytest.mark.slow
-@pytest.mark.ci  # the one pretrain -> fine-tune chain in CI (shapes_runs + mixture + plot)
 def test_data_efficiency_quick(tmp_path):
   plot = tmp_path / "weights.png"
   result = run_quick("benchmarks.data_efficiency", f"--workdir={tmp_path}", f"--plot={plot}")

@@ -32,10 +32,10 @@ def _free_port() -> int:
 
 def _start_processes(tmp_path, command_for, *, devices_per_process, num_processes=2):
   """Starts `command_for(process_id, coordinator)` for each process; logs go to
-  tmp_path/process_<i>.log. All share a compilation cache (3x faster start-up)."""
+  tmp_path/process_<i>.log. All share the session's compilation cache (conftest.py)."""
   coordinator = f"127.0.0.1:{_free_port()}"
   env = dict(
-    train_fixtures.main_env(tmp_path / "jax_cache"),
+    train_fixtures.main_env(),
     XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
     JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
     PYTHONPATH=train_fixtures.repo_root(),

@@ -35,15 +35,10 @@ def _wait_for(predicate, proc, timeout=240):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-  return tmp_path_factory.mktemp("jax_cache")
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, cache):
+def reference(tmp_path_factory):
   """An uninterrupted run of N steps."""
   workdir = tmp_path_factory.mktemp("reference")
-  result = train_fixtures.run_main(workdir, cache, **RUN)
+  result = train_fixtures.run_main(workdir, **RUN)
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir
 
@@ -62,8 +57,8 @@ def _assert_same_run(reference, resumed, resumed_from):
 
 @pytest.mark.slow
 @pytest.mark.ci
-def test_sigterm_saves_exits_cleanly_and_resumes_exactly(reference, cache, tmp_path):
-  proc = train_fixtures.start_main(tmp_path, cache, **RUN)
+def test_sigterm_saves_exits_cleanly_and_resumes_exactly(reference, tmp_path):
+  proc = train_fixtures.start_main(tmp_path, **RUN)
   metrics = tmp_path / "metrics.jsonl"
   _wait_for(lambda: metrics.exists() and '"step": 5,' in metrics.read_text(), proc)
   proc.send_signal(signal.SIGTERM)
@@ -73,15 +68,15 @@ def test_sigterm_saves_exits_cleanly_and_resumes_exactly(reference, cache, tmp_p
   assert 5 <= saved < N, f"SIGTERM should stop the run early; last checkpoint {saved}"
   assert max(_by_step(tmp_path, "train/loss")) == saved  # stopped at the saved step
 
-  result = train_fixtures.run_main(tmp_path, cache, **RUN)
+  result = train_fixtures.run_main(tmp_path, **RUN)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"Resumed from {tmp_path / 'checkpoints'} at step {saved}" in result.stderr
   _assert_same_run(reference, tmp_path, saved)
 
 
 @pytest.mark.slow
-def test_sigkill_after_a_checkpoint_resumes_exactly(reference, cache, tmp_path):
-  proc = train_fixtures.start_main(tmp_path, cache, **RUN)
+def test_sigkill_after_a_checkpoint_resumes_exactly(reference, tmp_path):
+  proc = train_fixtures.start_main(tmp_path, **RUN)
   # A step directory appears only after its save is complete (atomic rename).
   _wait_for(lambda: (tmp_path / "checkpoints" / "10").exists(), proc)
   proc.send_signal(signal.SIGKILL)
@@ -89,7 +84,7 @@ def test_sigkill_after_a_checkpoint_resumes_exactly(reference, cache, tmp_path):
   steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
   assert steps and steps[-1] < N
 
-  result = train_fixtures.run_main(tmp_path, cache, **RUN)
+  result = train_fixtures.run_main(tmp_path, **RUN)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"at step {steps[-1]}" in result.stderr
   _assert_same_run(reference, tmp_path, steps[-1])
@@ -97,19 +92,19 @@ def test_sigkill_after_a_checkpoint_resumes_exactly(reference, cache, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ci
-def test_workdir_with_another_model_is_a_clear_error(reference, cache, tmp_path):
+def test_workdir_with_another_model_is_a_clear_error(reference, tmp_path):
   workdir = tmp_path / "w"
   shutil.copytree(reference, workdir)
-  result = train_fixtures.run_main(workdir, cache, **RUN, model__decoder__mlp_dim=48)
+  result = train_fixtures.run_main(workdir, **RUN, model__decoder__mlp_dim=48)
   assert result.returncode != 0
   assert "holds a checkpoint of a different model" in result.stderr
   assert "params/decoder" in result.stderr and "vs model" in result.stderr
 
 
 @pytest.mark.slow
-def test_init_from_loads_parameters_only(reference, cache, tmp_path):
+def test_init_from_loads_parameters_only(reference, tmp_path):
   result = train_fixtures.run_main(
-    tmp_path, cache, total_steps=2, ckpt_every_steps=10, init_from=str(reference)
+    tmp_path, total_steps=2, ckpt_every_steps=10, init_from=str(reference)
   )
   assert result.returncode == 0, result.stderr[-3000:]
   # Step-0 validation of the new run = final validation of the run it starts from.

@@ -62,36 +62,29 @@ def main_command(workdir, **overrides) -> list[str]:
   ]
 
 
-def main_env(cache_dir=None) -> dict:
-  """Environment for `python -m jarl.main` subprocesses: CPU, and optionally a persistent
-  compilation cache shared by the runs of one test module (3x faster start-up)."""
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  if cache_dir:
-    env.update(
-      JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
-    )
-  return env
+def main_env() -> dict:
+  """Environment for `python -m jarl.main` subprocesses: CPU, and the test session's
+  compilation cache (conftest.py), inherited with the rest of the environment."""
+  return dict(os.environ, JAX_PLATFORMS="cpu")
 
 
-def start_main(workdir, cache_dir=None, **overrides) -> subprocess.Popen:
+def start_main(workdir, **overrides) -> subprocess.Popen:
   return subprocess.Popen(
     main_command(workdir, **overrides),
     cwd=repo_root(),
-    env=main_env(cache_dir),
+    env=main_env(),
     stdout=subprocess.PIPE,
     stderr=subprocess.STDOUT,
     text=True,
   )
 
 
-def run_main(workdir, cache_dir=None, timeout=300, **overrides) -> subprocess.CompletedProcess:
+def run_main(workdir, timeout=300, **overrides) -> subprocess.CompletedProcess:
   """`python -m jarl.main` on the tiny config, from the repository root."""
   return subprocess.run(
     main_command(workdir, **overrides),
     cwd=repo_root(),
-    env=main_env(cache_dir),
+    env=main_env(),
     capture_output=True,
     text=True,
     timeout=timeout,
