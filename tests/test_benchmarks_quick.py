@@ -79,8 +79,7 @@ def test_step_throughput_quick():
   )
 
 
-@pytest.mark.slow
-@pytest.mark.ci
+@pytest.mark.slow  # not ci (81 s): the pipeline's own tests are fast (test_data_pipeline)
 def test_input_pipeline_quick():
   result = run_quick("benchmarks.input_pipeline")
   assert result["pipeline_examples_per_sec"] > 0 and result["step_examples_per_sec"] > 0
