@@ -153,6 +153,31 @@ def test_state_round_trip_resumes_the_exact_sequence(record_files):
   b.close()
 
 
+def test_state_saved_at_the_end_of_a_chunk_resumes_at_the_next_one(record_files):
+  # One source of good records and a batch of exactly one chunk: the state is saved with
+  # the row position at the chunk's end (a preempted fine-tuning crashed here on resume).
+  cfg = _config(
+    [
+      dict(
+        name="good",
+        source=f"arrayrecord:{record_files}/good.arrayrecord",
+        task="caption",
+        weight=1.0,
+      )
+    ]
+  )
+  kw = dict(global_batch_size=pipeline.CHUNK, seed=0, process_index=0, process_count=1)
+  a = pipeline.make_train_data(cfg, **kw)
+  _take(a, 1)
+  state = json.loads(json.dumps(a.get_state()))
+  expected = _take(a, 2, start=2)
+  b = pipeline.make_train_data(cfg, **kw)
+  b.set_state(state)
+  _assert_same(_take(b, 2, start=2), expected)
+  a.close()
+  b.close()
+
+
 def test_process_shards_are_disjoint_and_cover_the_source(record_files):
   cfg = _config(
     [

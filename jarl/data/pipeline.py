@@ -298,7 +298,9 @@ class _Stream:
     """(chunk, row) of the next usable example."""
     bad = 0
     while True:
-      if self._chunk is None or self._pos >= len(self._chunk["skip"]):
+      # `while`: a state saved at a chunk's end restores to position == len(chunk), so the
+      # re-read chunk is already used up and the next one is read at once.
+      while self._chunk is None or self._pos >= len(self._chunk["skip"]):
         self._state = self._it.get_state()
         self._chunk, self._pos, self._resume = next(self._it), self._resume, 0
       row = self._pos
