@@ -86,7 +86,7 @@ def towers_memory(config, batch_size: int) -> dict:
   through both towers (a stand-in loss on the features the fusion reads)."""
   model = model_lib.build(config)
   batch = batch_lib.abstract_batch(config, batch_size)
-  params = flops.abstract_model_params(model, {k: batch[k] for k in batch_lib.MODEL_INPUTS})
+  params = flops.abstract_model_params(model, batch)
   towers = {k: params[k] for k in ("vision", "text")}
   mc = model.config
 

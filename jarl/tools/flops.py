@@ -56,9 +56,10 @@ def compiled_cost_and_memory(fn, *abstract_args):
   return float(cost.get("flops", 0.0)), memory
 
 
-def abstract_model_params(model, inputs):
-  """The model's parameters as unboxed ShapeDtypeStructs, for `inputs` (image, text and
-  target, abstract or concrete); nothing is initialised."""
+def abstract_model_params(model, batch):
+  """The model's parameters as unboxed ShapeDtypeStructs, for a batch of the config's
+  layout (abstract or concrete; only its MODEL_INPUTS are read); nothing is initialised."""
+  inputs = {k: batch[k] for k in batch_lib.MODEL_INPUTS}
   return nn.meta.unbox(
     jax.eval_shape(lambda b: model.init({"params": jax.random.key(0)}, **b)["params"], inputs)
   )
@@ -71,8 +72,7 @@ def measure(config, batch_size=8, parts=True):
   model = model_lib.build(config)
   objective = losses.make_objective(config)
   batch = batch_lib.abstract_batch(config, batch_size)
-  inputs = {k: batch[k] for k in batch_lib.MODEL_INPUTS}
-  abstract_params = abstract_model_params(model, inputs)
+  abstract_params = abstract_model_params(model, batch)
 
   def apply(method):
     return lambda p, b: model.apply({"params": p}, b, method=method)
