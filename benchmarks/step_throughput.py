@@ -1,4 +1,4 @@
-r"""Train-step throughput of JARL vs concat fusion at equal towers, on this machine.
+r"""Train-step throughput of JARL vs co-tokenization and concat at equal towers, here.
 
     python -m benchmarks.step_throughput                 # demo model, batch 32, 20 timed steps
     python -m benchmarks.step_throughput --variant=base  # paper-scale (accelerator)
@@ -28,9 +28,13 @@ def main():
   matmul = matmul_flops_per_sec()
   kind, peak = chip_peak()
   results = {}
-  for fusion in ("jarl", "concat"):
+  # co_tokenization with the demo's earlier fusion settings where the variant is the demo
+  # (8 joint tokens, the decoder reading them): the demo's fusion until it became jarl.
+  for fusion in ("jarl", "co_tokenization", "concat"):
     config = pretrain.get_config(args.variant)
     config.model.fusion.type = fusion
+    if fusion == "co_tokenization" and args.variant == "demo":
+      config.model.fusion.update(num_tokens=8, memory="fused")
     config.global_batch_size = args.batch_size or (8 if args.quick else config.global_batch_size)
     seconds, flops = time_train_step(config, steps=steps)
     results[fusion] = dict(
@@ -42,12 +46,12 @@ def main():
       mfu=(flops / seconds / peak) if peak else None,
     )
     print(
-      f"{fusion:7s} {results[fusion]['examples_per_sec']:9.1f} examples/s "
+      f"{fusion:15s} {results[fusion]['examples_per_sec']:9.1f} examples/s "
       f"{results[fusion]['step_ms']:8.1f} ms/step  utilization "
       f"{results[fusion]['utilization']:.3f}"
     )
   record.emit(
-    f"step_throughput_{args.variant}",
+    "step_throughput" if args.variant == "demo" else f"step_throughput_{args.variant}",
     dict(
       variant=args.variant,
       device=kind,
@@ -56,6 +60,8 @@ def main():
       settings=results,
       jarl_over_concat_speed=results["jarl"]["examples_per_sec"]
       / results["concat"]["examples_per_sec"],
+      jarl_over_co_tokenization_speed=results["jarl"]["examples_per_sec"]
+      / results["co_tokenization"]["examples_per_sec"],
     ),
     args,
   )

@@ -69,7 +69,7 @@ def test_paper_tables_cost_quick():
 def test_step_throughput_quick():
   result = run_quick("benchmarks.step_throughput")
   assert result["steps"] == 3 and result["matmul_gflops_per_sec"] > 0
-  for fusion in ("jarl", "concat"):
+  for fusion in ("jarl", "co_tokenization", "concat"):
     s = result["settings"][fusion]
     assert s["examples_per_sec"] > 0 and s["step_ms"] > 0 and s["gflops_per_step"] > 0
     assert s["utilization"] > 0
