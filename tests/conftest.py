@@ -1,13 +1,19 @@
-"""Test set-up: 8 fake CPU devices so sharding tests run anywhere, one compilation cache
-for the whole test session, and the shared tiny config, batch and parameters
+"""Test set-up: 8 fake CPU devices so sharding tests run anywhere, XLA compiling for
+compile time, one compilation cache for the whole test session, and the shared tiny config, batch and parameters
 (configs/pretrain.py:tiny; helpers in train_fixtures.py)."""
 
 import os
 import shutil
 import tempfile
 
-# Must be set before JAX initialises its backends.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# Must be set before JAX initialises its backends. Optimisation level 0: the tests compile
+# many small programs and run each a few times, so compiling is most of their time, and
+# level 0 compiles about twice as fast (the model, fusion, ELIP and FLOPs tests: 515 s ->
+# 253 s on 2 cores). The semantics are the same; tests that compare numbers compare
+# programs compiled alike, or within float tolerances.
+os.environ.setdefault(
+  "XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
+)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 

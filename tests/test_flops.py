@@ -12,17 +12,20 @@ from jarl.tools import flops
 
 
 @pytest.fixture(scope="module")
-def demo_costs():
+def tiny_costs():
+  """The tests' tiny model (the demo's code paths) on 32 px images: 16 patches + 8 text
+  tokens, against the fusion's 2 x 4 latents."""
   out = {}
   for fusion_type in ("jarl", "concat", "cross_attention"):
-    c = pretrain.get_config("demo")
+    c = pretrain.get_config("tiny")
+    c.model.vision.image_size = c.data.image_size = 32
     c.model.fusion.type = fusion_type
     out[fusion_type] = flops.measure(c, batch_size=2)
   return out
 
 
-def test_parts_add_up_to_the_forward_pass(demo_costs):
-  r = demo_costs["jarl"]
+def test_parts_add_up_to_the_forward_pass(tiny_costs):
+  r = tiny_costs["jarl"]
   assert sum(r["parts_gflops_per_example"].values()) == pytest.approx(
     r["forward_gflops_per_example"], rel=1e-6
   )
@@ -31,15 +34,15 @@ def test_parts_add_up_to_the_forward_pass(demo_costs):
   assert 2.0 < r["train_gflops_per_example"] / r["forward_gflops_per_example"] < 4.0
 
 
-def test_jarl_fusion_is_cheaper_than_concat_at_equal_towers(demo_costs):
-  jarl, concat = demo_costs["jarl"], demo_costs["concat"]
+def test_jarl_fusion_is_cheaper_than_concat_at_equal_towers(tiny_costs):
+  jarl, concat = tiny_costs["jarl"], tiny_costs["concat"]
   for part in ("vision", "text"):
     assert jarl["parts_gflops_per_example"][part] == concat["parts_gflops_per_example"][part]
   assert jarl["parts_gflops_per_example"]["fusion"] < concat["parts_gflops_per_example"]["fusion"]
-  # The decoder cross-attends to M joint tokens instead of all Nv + Nt tokens.
+  # The decoder cross-attends to 2N = 8 latents instead of all Nv + Nt = 24 tokens.
   assert (
     jarl["parts_gflops_per_example"]["decoder"]
-    < demo_costs["cross_attention"]["parts_gflops_per_example"]["decoder"]
+    < tiny_costs["cross_attention"]["parts_gflops_per_example"]["decoder"]
   )
 
 
@@ -49,8 +52,8 @@ def test_cli_prints_a_json_last_line_and_accepts_overrides():
       sys.executable,
       "-m",
       "jarl.tools.flops",
-      "--config=configs/pretrain.py:demo",
-      "--config.model.fusion.num_tokens=4",
+      "--config=configs/pretrain.py:tiny",
+      "--config.model.fusion.num_tokens=2",
       "--batch_size=1",
     ],
     capture_output=True,

@@ -22,7 +22,7 @@ def tiny_config(**fusion):
   c = config.model
   c.vision.update(image_size=32, width=32, depth=3, mlp_dim=64, num_heads=2)
   c.text.update(width=32, depth=2, mlp_dim=64, num_heads=2, max_len=8)
-  fusion = {"type": "jarl", **fusion}  # the demo's own default is co-tokenization
+  fusion = {"type": "jarl", **fusion}
   c.fusion.update(
     width=32, num_heads=2, mlp_dim=64, num_tokens=4, vision_taps=(2, 3), text_taps=(1, 2), **fusion
   )
@@ -46,7 +46,13 @@ def batch(config, b=4, seed=0):
 
 def init(c, b):
   m = model_lib.build(c)
-  return m, m.init({"params": jax.random.key(0)}, **b)["params"]
+  return m, jax.jit(m.init)({"params": jax.random.key(0)}, **b)["params"]
+
+
+def forward(m, method=None):
+  """`m.apply` on a batch dict, jitted: one compile per program, where eager execution
+  compiles every op on its own."""
+  return jax.jit(lambda params, b: m.apply({"params": params}, **b, method=method))
 
 
 @pytest.mark.parametrize(
@@ -56,30 +62,31 @@ def test_every_fusion_runs_and_memory_has_the_configured_size(fusion_type):
   c = tiny_config(type=fusion_type)
   b = batch(c)
   m, params = init(c, b)
-  logits, _ = m.apply({"params": params}, **b)
+  logits, _ = forward(m)(params, b)
   assert logits.shape == (4, 6, 40) and bool(jnp.isfinite(logits).all())
-  memory, memory_mask, _ = m.apply(
-    {"params": params}, b["image"], b["text"], method=model_lib.Model.encode
-  )
+  encode = dict(image=b["image"], text=b["text"])
+  memory, memory_mask, _ = forward(m, model_lib.Model.encode)(params, encode)
   reads_all = fusion_type in ("concat", "cross_attention")
-  assert memory.shape == (4, 16 + 8 if reads_all else 4, 32)
+  # jarl: the demo's memory='fused_and_image', the N fused and the N image latents.
+  size = 16 + 8 if reads_all else 2 * 4 if fusion_type == "jarl" else 4
+  assert memory.shape == (4, size, 32)
   # Padded text tokens are masked for the decoder in the baselines that pass them on; the
   # other fusions' tokens are all real.
-  assert int(memory_mask.sum()) == (4 * (16 + 5) if reads_all else 4 * 4)
+  assert int(memory_mask.sum()) == (4 * (16 + 5) if reads_all else 4 * size)
 
 
 def test_co_tokenization_reducer_maps_ignore_text_padding_and_padding_ids_do_not_matter():
   c = tiny_config(type="co_tokenization")
   b = batch(c)
   m, params = init(c, b)
-  logits, out = m.apply({"params": params}, **b)
+  logits, out = forward(m)(params, b)
   w = out["fusion/weights_0"]  # [B, M, Nv + Nt + M]
   np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
   text_w = w[:, :, 16 : 16 + 8]
   assert float(jnp.abs(text_w[:, :, 5:]).max()) == 0.0
   # Shorter padding (same real tokens) leaves the JARL logits unchanged: padding is inert.
   b2 = dict(b, text=b["text"][:, :6])
-  logits2, _ = m.apply({"params": params}, **b2)
+  logits2, _ = forward(m)(params, b2)
   np.testing.assert_allclose(logits, logits2, rtol=1e-5, atol=1e-5)
 
 
@@ -99,8 +106,8 @@ def test_scan_and_loop_layouts_give_the_same_output():
     flat = flax.traverse_util.flatten_dict(converted[tower], sep="/")
     converted[tower] = flax.traverse_util.unflatten_dict(vit._to_layout(flat, scan=True), sep="/")
   assert jax.tree.structure(converted) == jax.tree.structure(nn.meta.unbox(scan_params))
-  out_loop, _ = m.apply({"params": params}, **b)
-  out_scan, _ = ms.apply({"params": converted}, **b)
+  out_loop, _ = forward(m)(params, b)
+  out_scan, _ = forward(ms)(converted, b)
   np.testing.assert_allclose(out_loop, out_scan, rtol=1e-5, atol=1e-5)
 
 
@@ -182,8 +189,9 @@ def test_generate_greedy_matches_teacher_forced_argmax():
   )
   # Re-derive each greedy token with full teacher-forced passes.
   seq = np.zeros((2, 6), np.int32)
+  teacher_forced = forward(m)
   for t in range(6):
-    logits, _ = m.apply({"params": params}, b["image"], b["text"], jnp.asarray(seq))
+    logits, _ = teacher_forced(params, dict(b, target=jnp.asarray(seq)))
     seq[:, t] = np.asarray(logits[:, t].argmax(-1))
   for row_gen, row_ref in zip(np.asarray(tokens), seq):
     end = list(row_ref).index(3) + 1 if 3 in row_ref else 6

@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+import train_fixtures
 
 NOTEBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
 KERNEL = "jarl-test-python"
@@ -45,7 +46,7 @@ def run_notebook(name, cwd, env, monkeypatch):
     monkeypatch.setenv(key, value)
   # conftest's 8 fake devices are for in-process sharding tests; the notebooks run as a
   # user's would, on the one default CPU device.
-  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  monkeypatch.setenv("XLA_FLAGS", train_fixtures.xla_flags())
   cwd.mkdir()
   nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
   start = time.time()

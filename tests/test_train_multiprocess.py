@@ -36,7 +36,7 @@ def _start_processes(tmp_path, command_for, *, devices_per_process, num_processe
   coordinator = f"127.0.0.1:{_free_port()}"
   env = dict(
     train_fixtures.main_env(),
-    XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
+    XLA_FLAGS=train_fixtures.xla_flags(devices_per_process),
     JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
     PYTHONPATH=train_fixtures.repo_root(),
   )

@@ -3,6 +3,7 @@ deterministic batches, and the lockstep multi-process job. The tiny config itsel
 configs/pretrain.py:tiny (same code paths as the demo, compiles in seconds)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -60,6 +61,15 @@ def main_command(workdir, **overrides) -> list[str]:
     f"--workdir={workdir}",
     *tiny_flags(**overrides),
   ]
+
+
+def xla_flags(devices: int | None = None) -> str:
+  """The session's XLA_FLAGS (conftest.py) with `devices` fake CPU devices, or with the
+  fake-device flag removed (None): for subprocesses that need another device count."""
+  flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ["XLA_FLAGS"])
+  if devices is not None:
+    flags += f" --xla_force_host_platform_device_count={devices}"
+  return " ".join(flags.split())
 
 
 def main_env() -> dict:
