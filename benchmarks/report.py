@@ -44,9 +44,10 @@ HEADLINE = (
     [("ratio", "paper_tables", "cost.checks.jarl_over_concat_memory.value")],
   ),
   (
-    "train-step examples/s, `demo` on 2 CPU cores: JARL / concat",
+    "train-step examples/s, `demo` on 2 CPU cores: JARL / co-tokenization / concat",
     [
       ("", "step_throughput", "settings.jarl.examples_per_sec"),
+      ("", "step_throughput", "settings.co_tokenization.examples_per_sec"),
       ("", "step_throughput", "settings.concat.examples_per_sec"),
     ],
   ),
@@ -73,11 +74,15 @@ HEADLINE = (
     ],
   ),
   (
-    "`demo` fine-tuned: VQA accuracy val / heldout",
+    "`demo` (the README's commands) fine-tuned: VQA accuracy val / heldout",
     [
-      ("", "demo_finetune_vqa", "by_step.4000.val_accuracy"),
-      ("", "demo_finetune_vqa", "by_step.4000.heldout_accuracy"),
+      ("", "demo", "vqa_val_accuracy_final"),
+      ("", "demo", "vqa_heldout_accuracy_final"),
     ],
+  ),
+  (
+    "`demo` wall seconds on 2 CPU cores: pretraining / VQA fine-tuning",
+    [("", "demo", "wall_seconds.pretrain"), ("", "demo", "wall_seconds.vqa")],
   ),
   (
     "`demo` fine-tuned: caption CIDEr-D val, entailment accuracy val",
@@ -99,8 +104,7 @@ ORDER = (
   "fusion_quality",
   "method_comparison",
   "data_efficiency",
-  "demo_pretrain",
-  "demo_finetune_vqa",
+  "demo",
   "demo_finetune_caption",
   "demo_finetune_entailment",
   "plan_pod",
