@@ -21,7 +21,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # `python -m jarl.main` subprocesses (both inherit the controller's environment). Many tests
 # compile the same tiny programs (the plain train step, init, decoding), and compiling is
 # ~70% of such a test's time: each program now compiles once per session. A directory
-# given in JAX_COMPILATION_CACHE_DIR (.ci/run gives one to both its stages) is used as is.
+# given in JAX_COMPILATION_CACHE_DIR is used as is (and left in place).
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jarl-tests-jax-cache-")
   os.environ["JARL_TESTS_OWN_CACHE"] = "1"  # this session made it, so it removes it

@@ -162,7 +162,7 @@ def test_big_vision_npz_round_trip(tmp_path):
   data = dict(np.load(path))
   data["head/kernel"] = np.zeros((32, 10), np.float32)
   np.savez(path, **data)
-  fresh = model_lib.build(c).init({"params": jax.random.key(7)}, **b)["params"]
+  fresh = jax.jit(model_lib.build(c).init)({"params": jax.random.key(7)}, **b)["params"]
   loaded, report = vit.load_big_vision_npz(path, fresh["vision"])
   assert report == dict(missing=[], unexpected=["head/kernel"])
   for a, e in zip(
@@ -172,7 +172,8 @@ def test_big_vision_npz_round_trip(tmp_path):
   # Loading into the scan layout stacks the blocks.
   cs = tiny_config()
   cs.model.vision.scan = True
-  scan_vision = model_lib.build(cs).init({"params": jax.random.key(7)}, **b)["params"]["vision"]
+  scan_init = jax.jit(model_lib.build(cs).init)
+  scan_vision = scan_init({"params": jax.random.key(7)}, **b)["params"]["vision"]
   loaded_scan, report = vit.load_big_vision_npz(path, scan_vision, scan=True)
   assert report["missing"] == []
   stacked = nn.meta.unbox(loaded_scan)["Transformer"]["encoderblock"]["LayerNorm_0"]["scale"]

@@ -116,8 +116,8 @@ def _distinct_shipped_variants():
 
 # Each case compiles six programs (~1 min on 2 cores for the demo, minutes for ViT-B/L):
 # run by hand (`pytest -m slow tests/test_plan.py`). The CI set keeps the demo (every
-# option the shipped demo turns on); the fast tests cover its plan through the command
-# line and its FLOPs in tests/test_flops.py.
+# option the shipped demo turns on; the only test that costs the demo itself); the fast
+# tests cover both tools on `tiny`.
 def _marks(name, variant):
   return (
     [pytest.mark.slow, pytest.mark.ci]
