@@ -1,6 +1,6 @@
 r"""The README's demo, end to end: pretraining, then VQA fine-tuning from it.
 
-    python -m benchmarks.demo --workdir=/tmp/jarl_demo_runs   # ~14 + ~28 min, 2 idle cores
+    python -m benchmarks.demo --workdir=/tmp/jarl_demo_runs   # ~7 + ~14 min, 2 idle cores
 
 Runs the two README commands (`python -m jarl.main` with configs/pretrain.py:demo, then
 configs/finetune_vqa.py:demo with `init_from` the pretraining workdir) in
