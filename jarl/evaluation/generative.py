@@ -149,7 +149,10 @@ def score_vqa(records: list[dict], eval_config: dict) -> dict[str, float]:
   preds = [r["prediction"] for r in records]
   refs = [r["references"] for r in records]
   return dict(
-    accuracy=vqa.vqa_accuracy(preds, refs), exact_match=accuracy.exact_match_accuracy(preds, refs)
+    # "auto": the official rules on VQA v2's 10 answers; shapes/GQA have one reference,
+    # which the official threshold always scores 0 (see jarl.evaluation.vqa).
+    accuracy=vqa.vqa_accuracy(preds, refs, rules="auto"),
+    exact_match=accuracy.exact_match_accuracy(preds, refs),
   )
 
 

@@ -1,23 +1,39 @@
-"""VQA v2 accuracy: the official answer normalisation and the leave-one-out human score.
+"""VQA v2 accuracy, computed as the official evaluator computes it.
 
-Follows the official evaluation (GT-Vision-Lab/VQA, vqaEval.py), rule by rule:
-  * a prediction has newlines/tabs turned into spaces and is stripped, then goes through
-    `process_punctuation` and `process_digit_article`;
-  * per question, each of the N reference answers is left out in turn; the score for that
-    subset is min(#remaining references equal to the prediction / 3, 1); the question's
-    score is the mean over the N subsets (N = 10 in VQA v2), so 3 matching annotators of
-    10 give 0.9, not 1.0;
-  * the data set score is the mean over questions.
+The reference is the current GT-Vision-Lab/VQA
+PythonEvaluationTools/vqaEvaluation/vqaEval.py. Per question, with the N reference
+answers of the annotators (10 in VQA v2), under `rules="official"` (the default):
+  * every reference and the prediction have newlines/tabs turned into spaces and are
+    stripped, nothing more;
+  * if the stripped references are not all the same string, every reference AND the
+    prediction go through `process_punctuation` then `process_digit_article` (lowercase,
+    number words -> digits, articles dropped, contractions restored): `normalize_answer`;
+  * if they are all the same string, neither side is normalised: the stripped prediction
+    must equal the stripped reference exactly, case, punctuation and articles included;
+  * each reference is left out in turn; that subset scores min(#remaining references
+    equal to the prediction / 3, 1), and the question the mean over the N subsets, so 3
+    matching annotators of 10 give 0.9, not 1.0. The threshold stays 3 whatever N is:
+    N = 1 always scores 0 (its one subset is empty) and N <= 3 can never reach 1;
+  * the data set score is the mean over questions (the script prints 100x it).
 
-Two deliberate differences, both no-ops on the released VQA v2 annotations:
-  * references get the same full normalisation as predictions (`reference_normalization=
-    "full"`). The official script applies only `process_punctuation`, and only when the
-    references disagree, because the released answers were already normalised; for our
-    own data (`shapes`, GQA) an unnormalised reference such as "two" would otherwise never
-    match. `reference_normalization="official"` reproduces the script exactly.
-  * fewer than 10 references: the threshold becomes min(3, N - 1) so that N = 10 is the
-    official metric and a single reference (N = 1, no leave-one-out subset) scores exact
-    match.
+The all-agree quirk: whether anything is normalised depends on the references, so one
+dissenting annotator changes how the prediction is read. "Two" against ten "2" scores 0
+(compared raw), against nine "2" and one "3" it scores 1 ("Two" -> "2"); "yes" against
+ten "Yes" scores 0; "dog" against ten "a dog" scores 0, against nine "a dog" and one
+"cat" 1. A dissent in form alone counts: nine "yes" and one "Yes" switch normalisation on.
+Older versions of the script (e.g. commit c4e6a0e4) instead always normalised the
+prediction and, when the references disagreed, gave them `process_punctuation` alone;
+they score "Two" against ten "2" as 1 and "two" against ten "two" as 0. Numbers from the
+two versions differ; we follow the current one.
+
+`rules="lenient"` is for our own data, which the official rules score wrongly: `shapes`
+and GQA have ONE reference per question, which the threshold of 3 always scores 0, and
+a lone reference is compared raw, so "2" or "Two" would never match `shapes`'s "two".
+Lenient always normalises both sides and uses the threshold min(3, N - 1): a single
+reference scores exact match after normalisation, and with N = 10 it differs from the
+official rules only where all references agree. `rules="auto"` picks per question:
+"official" with VQA v2's 10 references, so VQA v2 numbers stay comparable to published
+ones, "lenient" otherwise. The `vqa` evaluator (jarl.evaluation.generative) uses "auto".
 """
 
 from collections.abc import Sequence
@@ -215,67 +231,74 @@ def process_digit_article(text: str) -> str:
   return " ".join(CONTRACTIONS.get(w, w) for w in words)
 
 
+def _text(x) -> str:
+  return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+def _clean(answer) -> str:
+  """What the official script does to every answer: newlines/tabs -> spaces, strip."""
+  return _text(answer).replace("\n", " ").replace("\t", " ").strip()
+
+
 def normalize_answer(answer: str) -> str:
-  """The official normalisation of a predicted answer: "Two dogs." -> "2 dogs"."""
-  text = str(answer).replace("\n", " ").replace("\t", " ").strip()
-  return process_digit_article(process_punctuation(text))
+  """The official full normalisation of an answer: "Two dogs." -> "2 dogs"."""
+  return process_digit_article(process_punctuation(_clean(answer)))
+
+
+RULES = ("official", "lenient", "auto")
+VQA_V2_NUM_ANSWERS = 10  # "auto" applies the official rules to questions with this many
 
 
 def _references(refs, i: int) -> list[str]:
-  if isinstance(refs, (str, bytes)):
-    refs = [refs]
-  refs = [r.decode("utf-8") if isinstance(r, bytes) else str(r) for r in refs]
+  refs = [refs] if isinstance(refs, (str, bytes)) else refs
+  refs = [_text(r) for r in refs]
   if not refs:
     raise ValueError(f"answers[{i}] is empty: every question needs >= 1 reference answer")
   return refs
 
 
-def _normalize_references(refs: list[str], mode: str) -> list[str]:
-  if mode == "full":
-    return [normalize_answer(r) for r in refs]
-  if mode == "official":  # punctuation only, and only when the annotators disagree
-    return [process_punctuation(r) for r in refs] if len(set(refs)) > 1 else list(refs)
-  raise ValueError(f"reference_normalization={mode!r}: choose 'full' or 'official'")
-
-
-def vqa_score(
-  prediction: str, references: Sequence[str], *, reference_normalization: str = "full"
-) -> float:
+def vqa_score(prediction: str, references: Sequence[str], *, rules: str = "official") -> float:
   """One question's score in [0, 1]: leave-one-out mean of min(#matches / 3, 1)."""
-  refs = _normalize_references(_references(references, 0), reference_normalization)
-  pred = normalize_answer(prediction)
+  if rules not in RULES:
+    raise ValueError(f"rules={rules!r}: choose one of {RULES}")
+  refs = [_clean(r) for r in _references(references, 0)]
+  pred, n = _clean(prediction), len(refs)
+  if rules == "auto":
+    rules = "official" if n == VQA_V2_NUM_ANSWERS else "lenient"
+  # Officially both sides are normalised only when the (stripped) references disagree;
+  # when they all agree, prediction and references are compared as they are.
+  if rules == "lenient" or len(set(refs)) > 1:
+    pred, refs = normalize_answer(pred), [normalize_answer(r) for r in refs]
+  if rules == "official":
+    threshold = 3
+  elif n == 1:  # lenient, no leave-one-out subset to score: exact match
+    return float(refs[0] == pred)
+  else:
+    threshold = min(3, n - 1)
   matches = [r == pred for r in refs]
-  n, total = len(refs), sum(matches)
-  if n == 1:
-    return float(total)
-  threshold = min(3, n - 1)
-  # Leaving out reference i removes one match exactly when reference i matched.
+  total = sum(matches)
+  # Leaving out reference i removes one match exactly when reference i matched (the
+  # script tells annotators apart by answer_id, so equal strings are still distinct).
   return sum(min((total - m) / threshold, 1.0) for m in matches) / n
 
 
 def vqa_scores(
-  predictions: Sequence[str],
-  answers: Sequence[Sequence[str]],
-  *,
-  reference_normalization: str = "full",
+  predictions: Sequence[str], answers: Sequence[Sequence[str]], *, rules: str = "official"
 ) -> list[float]:
   """Per-question scores; answers[i] lists the reference answers (10 in VQA v2)."""
   if len(predictions) != len(answers):
     raise ValueError(f"{len(predictions)} predictions but {len(answers)} answer lists")
   return [
-    vqa_score(p, _references(a, i), reference_normalization=reference_normalization)
+    vqa_score(p, _references(a, i), rules=rules)
     for i, (p, a) in enumerate(zip(predictions, answers))
   ]
 
 
 def vqa_accuracy(
-  predictions: Sequence[str],
-  answers: Sequence[Sequence[str]],
-  *,
-  reference_normalization: str = "full",
+  predictions: Sequence[str], answers: Sequence[Sequence[str]], *, rules: str = "official"
 ) -> float:
   """Mean VQA score over questions, in [0, 1] (the official script prints 100x this)."""
-  scores = vqa_scores(predictions, answers, reference_normalization=reference_normalization)
+  scores = vqa_scores(predictions, answers, rules=rules)
   if not scores:
     raise ValueError("vqa_accuracy of zero questions")
   return sum(scores) / len(scores)
