@@ -11,6 +11,12 @@ Variants (select with `configs/pretrain.py:<variant>`; configs/common.py describ
   base  paper-scale: ViT-B/16 at 224 px, 12-layer text encoder, the paper's fusion (N = 64,
         K = 4, 16 fusion layers), ~450M parameters.
         python -m jarl.main --config=configs/pretrain.py:base --workdir=gs://BUCKET/jarl_base
+        Towers from public checkpoints (`config.model_init`, big_vision's convention;
+        jarl/models/model_init.py): the AugReg ViT-B/16 into the vision tower,
+        --config.model_init=gs://vit_models/augreg/B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0.npz
+        or SigLIP B/16 into both towers (then data.tokenizer must be its c4_en model,
+        gs://t5-data/vocabs/cc_en.32000/sentencepiece.model; vocab_size 32000 fits it):
+        --config.model_init=gs://big_vision/siglip/webli_en_b16_224_63724782.npz
   large ViT-L/14 at 224 px, L-sized (24-layer, 1024-wide) text encoder, fusion and decoder
         at width 1024: too big for data parallelism alone on 32 GiB chips; use fsdp.
         python -m jarl.tools.plan --config=configs/pretrain.py:large,fsdp=8 --devices=256 \
@@ -109,7 +115,10 @@ def _model(variant):
     dict(contrastive_depths=(), embed_dim=256, temperature_init=0.07, mim_ratio=0.0)
   )
   m.vocab_size = 32_000
-  m.dtype = "float32"  # compute dtype; params stay float32. `bfloat16` on TPU/GPU.
+  # Compute dtype: auto | bfloat16 | float32; parameters stay float32. auto = bfloat16 on
+  # TPU/GPU, float32 on CPU (jarl/models/config.py), for every variant: the CPU-sized ones
+  # (demo, bench, tiny) keep the float32 their recorded figures and tests were measured in.
+  m.dtype = "auto"
 
   if variant == "demo":
     # Conv stem (our decision for the demo, not the paper's): with the linear patch
@@ -238,6 +247,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.ckpt_every_steps = 250 if demo else 2000
   c.keep_checkpoints = 3
   c.init_from = ""  # workdir or step dir of another run: load its params only
+  # Public checkpoints into the towers (jarl/models/model_init.py): "vit.npz",
+  # "siglip.npz" (both towers), "file.npz:img", or {"vision": ..., "text": ...}. Typed
+  # `object` so that a config may set the dict form. Applied on a fresh start only.
+  c.model_init = ml_collections.FieldReference("", field_type=object)
+  # Regexes over our parameter names that may keep their random init, e.g. "vision/stem/.*".
+  c.model_load = ml_collections.ConfigDict(dict(dont_load=()))
   c.skip_nonfinite = False  # True: drop non-finite updates; False: stop with an error
   c.profile_steps = 0  # > 0: trace this many steps into the workdir (TensorBoard)
 

@@ -10,6 +10,7 @@ import jax
 
 from jarl import losses
 from jarl.models import model as model_lib
+from jarl.models import model_init
 
 
 def check(config, num_batch_shards: int) -> None:
@@ -18,6 +19,7 @@ def check(config, num_batch_shards: int) -> None:
   losses.make_objective(config)
   check_layout(config)
   check_training(config, num_batch_shards)
+  check_init(config)
 
 
 def check_layout(config) -> None:
@@ -37,6 +39,18 @@ def check_layout(config) -> None:
         f"config.data.{data_key}={d[data_key]} must be <= "
         f"config.model.{model_key}={model_value} (the position embeddings)"
       )
+
+
+def check_init(config) -> None:
+  """`init_from` (our run's params) and `model_init` (public tower checkpoints) exclude
+  each other; model_init's files must exist and its dont_load regexes compile."""
+  init = config.get("model_init", "")
+  if init and config.get("init_from", ""):
+    raise ValueError(
+      f"config.init_from={config.init_from!r} and config.model_init={init!r}: set one; "
+      "init_from loads a whole JARL run, model_init public towers into a fresh model"
+    )
+  model_init.check(init, config.get("model_load", {}).get("dont_load", ()))
 
 
 def _positive(config, key: str, value, minimum=1):

@@ -25,6 +25,7 @@ from jarl import train_step as train_step_lib
 from jarl.data import pipeline, tokenizer
 from jarl.evaluation import registry
 from jarl.models import model as model_lib
+from jarl.models import model_init
 
 # The run's config beside its checkpoints, so `jarl.predict` needs only the workdir.
 CONFIG_FILE = "config.json"
@@ -118,6 +119,8 @@ def initial_state(config, trainer: Trainer) -> train_step_lib.TrainState:
   dummy = batch_lib.dummy_batch(config, 1)
   init = lambda rng: nn.unbox(train_step_lib.init_state(trainer.model, trainer.tx, dummy, rng))
   state = jax.jit(init, out_shardings=trainer.state_sharding)(jax.random.key(config.seed))
+  if config.get("model_init", ""):
+    return _load_model_init(config, state)
   if not config.init_from:
     return state
   loaded, report = checkpoint.load_params(config.init_from, trainer.abstract_state.params)
@@ -141,6 +144,16 @@ def initial_state(config, trainer: Trainer) -> train_step_lib.TrainState:
 
   params = jax.tree_util.tree_map_with_path(take, state.params, trainer.abstract_state.params)
   return state.replace(params=params)
+
+
+def _load_model_init(config, state):
+  """The towers from `config.model_init`'s public checkpoints, placed in their shards."""
+  dont_load = config.get("model_load", {}).get("dont_load", ())
+  loaded, reports = model_init.load(config.model_init, dont_load, state.params)
+  for report in reports:
+    logging.info("model_init: %s", report)
+  put = lambda new, old: jax.device_put(new, old.sharding) if isinstance(new, np.ndarray) else old
+  return state.replace(params=jax.tree.map(put, loaded, state.params))
 
 
 def _dataset_names(config) -> list[str]:

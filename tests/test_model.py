@@ -12,7 +12,7 @@ import pytest
 
 from configs import pretrain
 from jarl.models import config as config_lib
-from jarl.models import decode, vit
+from jarl.models import decode, model_init, vit
 from jarl.models import model as model_lib
 
 
@@ -104,7 +104,9 @@ def test_scan_and_loop_layouts_give_the_same_output():
   converted = dict(nn.meta.unbox(params))
   for tower in ("vision", "text"):
     flat = flax.traverse_util.flatten_dict(converted[tower], sep="/")
-    converted[tower] = flax.traverse_util.unflatten_dict(vit._to_layout(flat, scan=True), sep="/")
+    converted[tower] = flax.traverse_util.unflatten_dict(
+      model_init.to_layout(flat, scan=True), sep="/"
+    )
   assert jax.tree.structure(converted) == jax.tree.structure(nn.meta.unbox(scan_params))
   out_loop, _ = forward(m)(params, b)
   out_scan, _ = forward(ms)(converted, b)
@@ -150,34 +152,6 @@ def test_every_parameter_has_logical_axis_names():
   unnamed = [x for x in leaves if not isinstance(x, nn.LogicallyPartitioned)]
   assert not unnamed
   assert all(len(x.names) == x.value.ndim for x in leaves)
-
-
-def test_big_vision_npz_round_trip(tmp_path):
-  c = tiny_config()
-  b = batch(c)
-  m, params = init(c, b)
-  path = tmp_path / "vit.npz"
-  vit.save_big_vision_npz(path, params["vision"])
-  # Add a classifier head as big_vision checkpoints have; it must be reported, not loaded.
-  data = dict(np.load(path))
-  data["head/kernel"] = np.zeros((32, 10), np.float32)
-  np.savez(path, **data)
-  fresh = jax.jit(model_lib.build(c).init)({"params": jax.random.key(7)}, **b)["params"]
-  loaded, report = vit.load_big_vision_npz(path, fresh["vision"])
-  assert report == dict(missing=[], unexpected=["head/kernel"])
-  for a, e in zip(
-    jax.tree.leaves(nn.meta.unbox(loaded)), jax.tree.leaves(nn.meta.unbox(params["vision"]))
-  ):
-    np.testing.assert_array_equal(a, e)
-  # Loading into the scan layout stacks the blocks.
-  cs = tiny_config()
-  cs.model.vision.scan = True
-  scan_init = jax.jit(model_lib.build(cs).init)
-  scan_vision = scan_init({"params": jax.random.key(7)}, **b)["params"]["vision"]
-  loaded_scan, report = vit.load_big_vision_npz(path, scan_vision, scan=True)
-  assert report["missing"] == []
-  stacked = nn.meta.unbox(loaded_scan)["Transformer"]["encoderblock"]["LayerNorm_0"]["scale"]
-  np.testing.assert_array_equal(stacked[1], data["Transformer/encoderblock_1/LayerNorm_0/scale"])
 
 
 def test_generate_greedy_matches_teacher_forced_argmax():

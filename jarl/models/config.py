@@ -13,6 +13,7 @@ dataclasses as fields and trust them: no check is repeated inside the model.
 import dataclasses
 import math
 
+import jax
 import jax.numpy as jnp
 
 from jarl.models import fusion, gated_fusion, layers, resample, vit
@@ -27,6 +28,11 @@ VARIANTS = {
   "L": (1024, 24, 4096, 16),
 }
 TOKEN_PRUNING = ("none", "elip")  # config.model.vision.token_pruning (elip.py)
+# config.model.dtype: the compute dtype (activations, matmul inputs); parameters stay
+# float32 whatever it is. "auto" is resolved once, when the typed config is built
+# (ModelConfig.from_config, resolve_dtype): bfloat16 on TPU/GPU, whose matrix units run
+# bf16 at full rate; float32 on CPU, where bf16 is slower, not faster, and where every
+# recorded figure and test was measured in float32.
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -67,6 +73,14 @@ def _heads(key: str, width: int, num_heads: int):
 def _choice(key: str, value, choices):
   if value not in choices:
     raise ValueError(f"{key}={value!r}: choose from {tuple(choices)}")
+
+
+def resolve_dtype(name: str, backend: str | None = None) -> str:
+  """config.model.dtype -> a DTYPES key; "auto" by `backend` (default jax.default_backend())."""
+  _choice("config.model.dtype", name, ("auto", *DTYPES))
+  if name != "auto":
+    return name
+  return "float32" if (backend or jax.default_backend()) == "cpu" else "bfloat16"
 
 
 def check_taps(taps: tuple[int, ...], depth: int, key: str):
@@ -287,7 +301,7 @@ class ModelConfig:
   vocab_size: int
   vicha: VichaConfig = VichaConfig()
   num_tags: int = 0  # > 0: the image tagging head (tagging.py), len(config.data.tags)
-  dtype: str = "float32"  # compute dtype (DTYPES); parameters stay float32
+  dtype: str = "float32"  # compute dtype, a DTYPES key ("auto" resolved); params float32
 
   @property
   def compute_dtype(self):
@@ -395,7 +409,7 @@ class ModelConfig:
       vocab_size=int(m.vocab_size),
       vicha=_vicha(m.get("vicha", None) or {}),
       num_tags=len(tuple(data.get("tags", ()) or ())),
-      dtype=str(m.dtype),
+      dtype=resolve_dtype(str(m.dtype)),
     )
 
 

@@ -2,8 +2,9 @@
 
 The parameter tree matches big_vision's `vit.py` (`embedding`, `pos_embedding`,
 `Transformer/encoderblock_{i}/...`, `Transformer/encoder_norm`), so its `.npz` checkpoints
-load with `load_big_vision_npz`. Only `config.depth` blocks are built: with fusion taps
-that end mid-tower, the fusion replaces the upper blocks (DESIGN.md, "The model").
+load through `config.model_init` (model_init.py). Only `config.depth` blocks are built:
+with fusion taps that end mid-tower, the fusion replaces the upper blocks (DESIGN.md,
+"The model").
 
 `token_pruning="elip"` (config.model.vision.token_pruning) prunes and merges vision tokens
 between blocks, guided by the text (elip.py); it adds no parameters.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import flax
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
@@ -170,62 +170,3 @@ class ViT(nn.Module):
     x, out = layers.Encoder.of(c, self.dtype, name="Transformer")(x, None, train)
     out["grid"] = (h, w)
     return x, out
-
-
-def load_big_vision_npz(path, params, scan=False):
-  """Loads a big_vision ViT `.npz` into `params` (our ViT tree). Returns (params, report).
-
-  Keys are '/'-joined paths. Extra checkpoint keys (a classifier `head`, blocks above our
-  depth, a `cls` token) are reported as unexpected; our keys missing from the file keep
-  their initial values and are reported as missing. A shape mismatch is an error naming
-  the key. `scan` converts between the loop layout (`encoderblock_{i}`) and the scan
-  layout (`encoderblock` stacked on axis 0) whichever the file uses.
-  """
-  with open(path, "rb") as f:
-    ckpt = dict(np.load(f, allow_pickle=False))
-  ckpt = _to_layout(ckpt, scan)
-  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params), sep="/")
-  new, missing = {}, []
-  for key, value in flat.items():
-    boxed = isinstance(value, nn.LogicallyPartitioned)
-    array = value.unbox() if boxed else value
-    if key in ckpt:
-      if tuple(ckpt[key].shape) != tuple(array.shape):
-        raise ValueError(
-          f"{path}: key {key!r} has shape {ckpt[key].shape}, the model expects {array.shape}"
-        )
-      loaded = jnp.asarray(ckpt[key], array.dtype)
-      new[key] = value.replace_boxed(loaded) if boxed else loaded
-    else:
-      missing.append(key)
-      new[key] = value
-  unexpected = sorted(set(ckpt) - set(flat))
-  report = dict(missing=sorted(missing), unexpected=unexpected)
-  return flax.traverse_util.unflatten_dict(new, sep="/"), report
-
-
-def save_big_vision_npz(path, params):
-  """Writes params (ours or big_vision's) as a big_vision-style `.npz` of '/'-joined keys."""
-  params = nn.meta.unbox(params)
-  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params), sep="/")
-  with open(path, "wb") as f:
-    np.savez(f, **{k: np.asarray(v) for k, v in flat.items()})
-
-
-def _to_layout(ckpt, scan):
-  """Converts '/'-keyed arrays between loop (`encoderblock_{i}`) and scan layouts."""
-  ckpt = dict(ckpt)
-  if scan:
-    groups = {}  # (prefix, suffix) -> {layer: array}
-    for k in [k for k in ckpt if "/encoderblock_" in k]:
-      prefix, rest = k.split("/encoderblock_")
-      layer, suffix = rest.split("/", 1)
-      groups.setdefault((prefix, suffix), {})[int(layer)] = ckpt.pop(k)
-    for (prefix, suffix), layers in groups.items():
-      ckpt[f"{prefix}/encoderblock/{suffix}"] = np.stack([layers[i] for i in sorted(layers)])
-  else:
-    for k in [k for k in ckpt if "/encoderblock/" in k]:
-      prefix, suffix = k.split("/encoderblock/")
-      for i, layer in enumerate(ckpt.pop(k)):
-        ckpt[f"{prefix}/encoderblock_{i}/{suffix}"] = layer
-  return ckpt
