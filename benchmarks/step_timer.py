@@ -13,15 +13,31 @@ import jax.numpy as jnp
 from jarl import batch as batch_lib
 from jarl import sharding, train
 
-# Dense bf16 peak FLOP/s per chip, for MFU on accelerators (vendor datasheets).
+# Dense (no sparsity) bf16 peak FLOP/s per device, from the vendors' datasheets, keyed by a
+# substring of `device_kind`; the longest matching key wins ("H100 PCIe" over "H100",
+# "TPU v5 lite" over "TPU v5"). JAX names TPU v5e "TPU v5 lite", v5p "TPU v5", v6e
+# "TPU v6 lite"; a TPU v2/v3 device is one of a chip's two cores.
 PEAK_BF16 = {
-  "H100": 989e12,
-  "H200": 989e12,
-  "A100": 312e12,
+  "TPU v2": 22.5e12,
+  "TPU v3": 61.5e12,
   "TPU v4": 275e12,
   "TPU v5 lite": 197e12,
   "TPU v5e": 197e12,
+  "TPU v5": 459e12,
   "TPU v5p": 459e12,
+  "TPU v6 lite": 918e12,
+  "TPU v6e": 918e12,
+  "A100": 312e12,
+  "A10": 125e12,  # also A10G
+  "L4": 121e12,
+  "L40": 181e12,
+  "L40S": 362e12,
+  "H100": 989e12,  # SXM
+  "H100 PCIe": 756e12,
+  "H100 NVL": 835e12,
+  "H200": 989e12,  # SXM; also GH200
+  "H200 NVL": 835e12,
+  "B200": 2250e12,
 }
 
 
@@ -65,9 +81,18 @@ def matmul_flops_per_sec(n=None, repeats=10):
   return 2 * n**3 / statistics.median(times)
 
 
+def peak_bf16(device) -> tuple[float | None, str | None]:
+  """(dense bf16 peak FLOP/s, None) of a jax device, or (None, why there is none)."""
+  kind = device.device_kind
+  keys = [k for k in PEAK_BF16 if k in kind]
+  if keys:
+    return PEAK_BF16[max(keys, key=len)], None
+  if device.platform == "cpu":
+    return None, "a CPU has no bf16 peak in PEAK_BF16"
+  return None, f"device_kind {kind!r} is not in PEAK_BF16 (benchmarks/step_timer.py)"
+
+
 def chip_peak():
-  kind = jax.devices()[0].device_kind
-  for name, peak in PEAK_BF16.items():
-    if name in kind:
-      return kind, peak
-  return kind, None
+  """(device_kind, dense bf16 peak FLOP/s or None) of the first device."""
+  device = jax.devices()[0]
+  return device.device_kind, peak_bf16(device)[0]

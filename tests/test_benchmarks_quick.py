@@ -8,6 +8,7 @@ data_efficiency); the others are slow-only
 (their reasons beside them); `pytest -m "" tests/test_benchmarks_quick.py` runs them all.
 """
 
+import collections
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import sys
 import pytest
 import train_fixtures
 
-from benchmarks import paper_tables
+from benchmarks import paper_tables, step_timer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -77,6 +78,35 @@ def test_step_throughput_quick():
   assert result["jarl_over_concat_speed"] == pytest.approx(
     settings["jarl"]["examples_per_sec"] / settings["concat"]["examples_per_sec"]
   )
+
+
+@pytest.mark.slow  # not ci: a bf16 train-step compile; the precision tests cover bf16 (fast)
+def test_accelerator_quick(tmp_path, monkeypatch):
+  monkeypatch.setenv("JARL_RESULTS_DIR", str(tmp_path))  # run_quick's env copies os.environ
+  result = run_quick("benchmarks.accelerator")
+  assert result["device_kind"] == "cpu"  # main_env: JAX_PLATFORMS=cpu, even on a GPU host
+  assert result["variant"] == "tiny" and result["dtype"] == "bfloat16" and result["steps"] == 2
+  assert result["step_ms"] > 0 and result["gflops_per_step"] > 0 and result["utilization"] > 0
+  assert result["examples_per_sec"] == pytest.approx(
+    result["global_batch"] / result["step_ms"] * 1e3
+  )
+  assert result["mfu"] is None and "CPU" in result["mfu_note"]
+  assert result["attention"]["custom_calls"] == []  # XLA's own attention on CPU
+  assert not list(tmp_path.iterdir())  # a quick (and a CPU) run records nothing
+
+
+def test_accelerator_peak_is_the_most_specific_device_kind():
+  def peak(kind, platform="gpu"):
+    return step_timer.peak_bf16(collections.namedtuple("D", "device_kind platform")(kind, platform))
+
+  assert peak("NVIDIA H100 80GB HBM3") == (989e12, None)
+  assert peak("NVIDIA H100 PCIe")[0] == 756e12
+  assert peak("NVIDIA A100-SXM4-80GB")[0] == 312e12  # not A10's
+  assert peak("NVIDIA L40S")[0] == 362e12  # not L4's
+  assert peak("TPU v5 lite", "tpu")[0] == 197e12 and peak("TPU v5", "tpu")[0] == 459e12
+  assert peak("TPU v6 lite", "tpu")[0] == 918e12
+  assert peak("Tesla V100-SXM2-16GB")[0] is None and "PEAK_BF16" in peak("Tesla V100")[1]
+  assert peak("cpu", "cpu")[0] is None
 
 
 @pytest.mark.slow  # not ci (81 s): the pipeline's own tests are fast (test_data_pipeline)
