@@ -34,6 +34,10 @@ def _convert(key: str, text: str, default):
   return text
 
 
+# Placeholder bucket of base/large's data paths; `bucket=gs://...` in the config arg sets it.
+BUCKET = "gs://BUCKET"
+
+
 def parse_arg(
   arg: str | None, *, variants: tuple[str, ...] = (), **defaults
 ) -> ml_collections.ConfigDict:

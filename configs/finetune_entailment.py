@@ -32,9 +32,9 @@ VARIANTS = common.FINETUNE_VARIANTS
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = common.parse_arg(arg, variants=VARIANTS, variant="base")
+  arg = common.parse_arg(arg, variants=VARIANTS, variant="base", bucket=common.BUCKET)
   return common.finetune(
-    pretrain.get_config(arg.variant),
+    pretrain.get_config(f"{arg.variant},bucket={arg.bucket}"),
     "entailment",
     demo=dict(
       total_steps=600,

@@ -23,7 +23,9 @@ Variants (select with `configs/pretrain.py:<variant>`; configs/common.py describ
             --hbm_gib=32
 
 Mesh sizes ride on the variant: `configs/pretrain.py:large,fsdp=8` (also `data=`, `model=`;
-an axis not given is 1, `data` takes the remaining devices unless set).
+an axis not given is 1, `data` takes the remaining devices unless set). `bucket=gs://b`
+sets where base/large read their tokenizer and shards (`<bucket>/spm/c4_en_32k.model`,
+`<bucket>/cc12m/*.arrayrecord`); launch/tpu_vm.sh passes its `--bucket`.
 
 More commands:
   python -m jarl.tools.flops --config=configs/pretrain.py:base --config.model.fusion.type=concat
@@ -169,7 +171,8 @@ def _model(variant):
   return m
 
 
-def _data(variant):
+def _data(variant, bucket):
+  """bucket: where base/large's tokenizer and cc12m shards live (`bucket=` in the arg)."""
   d = ml_collections.ConfigDict()
   if variant == "demo":
     d.image_size = 64
@@ -180,17 +183,17 @@ def _data(variant):
     ]
   else:
     d.image_size = 224
-    d.tokenizer = "gs://BUCKET/spm/c4_en_32k.model"
+    d.tokenizer = f"{bucket}/spm/c4_en_32k.model"
     d.sources = [
       dict(
         name="cc12m_caption",
-        source="arrayrecord:gs://BUCKET/cc12m/*.arrayrecord",
+        source=f"arrayrecord:{bucket}/cc12m/*.arrayrecord",
         task="caption",
         weight=1.0,
       ),
       dict(
         name="cc12m_prefix_lm",
-        source="arrayrecord:gs://BUCKET/cc12m/*.arrayrecord",
+        source=f"arrayrecord:{bucket}/cc12m/*.arrayrecord",
         task="prefix_lm",
         weight=1.0,
       ),
@@ -230,7 +233,9 @@ def _data(variant):
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = common.parse_arg(arg, variants=VARIANTS, variant="base", data=-1, fsdp=1, model=1)
+  arg = common.parse_arg(
+    arg, variants=VARIANTS, variant="base", data=-1, fsdp=1, model=1, bucket=common.BUCKET
+  )
   variant = arg.variant
   # tiny and bench are the demo with the overrides at the end (_tiny, _bench).
   scale = "demo" if variant in common.SHAPES_SIZES else variant
@@ -238,7 +243,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.variant = variant
   c.seed = 0
   c.model = _model(scale)
-  c.data = _data(scale)
+  c.data = _data(scale, arg.bucket)
 
   demo = scale == "demo"
   c.global_batch_size = 32 if demo else 4096

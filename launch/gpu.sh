@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Train JARL on one host with N GPUs: one process drives all of them (JAX's
-# single-controller mode), the mesh's `data` axis spans the GPUs.
+# Train JARL on one host's GPUs: one process drives all of them (JAX's single-controller
+# mode), the mesh's `data` axis spans the GPUs. Every GPU the machine shows is used unless
+# --gpus=N picks the first N. The model computes in bfloat16 there (config.model.dtype=auto).
 #
-#   launch/gpu.sh --gpus=8 --config=configs/pretrain.py:base --workdir=/data/runs/base \
-#       [--install] [--dry-run] [-- --config.model.dtype=bfloat16 ...]
+#   launch/gpu.sh --config=configs/pretrain.py:base --workdir=/data/runs/base \
+#       [--gpus=N] [--install] [--dry-run] [-- --config.total_steps=1000 ...]
 #
 # --install first runs `pip install -e '.[gpu]'` (CUDA 12 wheels of jaxlib). Logs go to
 # <workdir>/train.log as well as the terminal.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
-gpus=1 config="configs/pretrain.py:base" workdir="" install=0
+gpus="" config="configs/pretrain.py:base" workdir="" install=0
 extra=()
 while (($#)); do
   case "$1" in
@@ -25,15 +26,17 @@ while (($#)); do
   shift
 done
 [[ -n "$workdir" ]] || die "--workdir is required"
-[[ "$gpus" =~ ^[1-9][0-9]*$ ]] || die "--gpus=$gpus: must be a positive integer"
+[[ -z "$gpus" || "$gpus" =~ ^[1-9][0-9]*$ ]] || die "--gpus=$gpus: must be a positive integer"
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-visible=$(seq -s, 0 $((gpus - 1)))
+# No --gpus: CUDA_VISIBLE_DEVICES stays as the caller has it (unset: every GPU).
+devices=()
+[[ -n "$gpus" ]] && devices=(CUDA_VISIBLE_DEVICES="$(seq -s, 0 $((gpus - 1)))")
 ((install)) && run pip install -e "$repo[gpu]"
 run mkdir -p "$workdir"
 # XLA_PYTHON_CLIENT_MEM_FRACTION: leave room for cuDNN/NCCL workspaces beside the
 # preallocated pool (JAX takes 75% by default; 0.9 is the usual setting for training).
-cmd=(env CUDA_VISIBLE_DEVICES="$visible" XLA_PYTHON_CLIENT_MEM_FRACTION=0.9
+cmd=(env "${devices[@]}" XLA_PYTHON_CLIENT_MEM_FRACTION=0.9
      python -m jarl.main "--config=$config" "--workdir=$workdir" "${extra[@]}")
 if [[ "${DRY_RUN}" == 1 ]]; then
   printf '(cd %s && %s 2>&1 | tee -a %s)\n' "$(quote "$repo")" "$(quote_all "${cmd[@]}")" \

@@ -7,6 +7,12 @@
 #       --bucket=gs://my-bucket --config=configs/pretrain.py:base [--dry-run] \
 #       [-- --config.total_steps=1000 ...]     # anything after -- goes to jarl.main
 #
+# It ships the COMMITTED tree (`git archive HEAD`): uncommitted changes do not run, and the
+# script says so when there are any. --bucket also sets where configs/pretrain.py's base and
+# large (and the fine-tune configs built on them) read their tokenizer and shards: it adds
+# `bucket=<bucket>` to the config argument (`<bucket>/spm/c4_en_32k.model`,
+# `<bucket>/cc12m/*.arrayrecord`), unless the config argument already sets `bucket=`.
+#
 # Flags: --project (gcloud default), --version (TPU runtime, default tpu-ubuntu2204-base),
 # --workdir (default <bucket>/jarl/<name>), --tfds_data_dir (default
 # <bucket>/tensorflow_datasets), --spot (preemptible capacity: the run resumes from its
@@ -43,6 +49,9 @@ done
 [[ "$bucket" == gs://* ]] || die "--bucket=gs://... is required (workdir and TFDS data live there), got '${bucket}'"
 bucket=${bucket%/}
 workdir=${workdir:-$bucket/jarl/$name}
+if [[ "$config" != *bucket=* ]]; then
+  if [[ "$config" == *:* ]]; then config="$config,bucket=$bucket"; else config="$config:bucket=$bucket"; fi
+fi
 tfds_data_dir=${tfds_data_dir:-$bucket/tensorflow_datasets}
 
 gcloud_tpu=(gcloud compute tpus tpu-vm)
@@ -54,6 +63,9 @@ create_flags=(--accelerator-type="$accelerator" --version="$version")
 repo=$(cd "$(dirname "$0")/.." && pwd)
 tarball=/tmp/jarl-$name.tar.gz
 # The committed tree, not the working copy: what runs is what `git log` names.
+if [[ -n "$(git -C "$repo" status --porcelain --untracked-files=no)" ]]; then
+  echo "$(basename "$0"): warning: uncommitted changes in $repo will not run; only HEAD ($(git -C "$repo" rev-parse --short HEAD)) ships" >&2
+fi
 run git -C "$repo" archive --format=tar.gz --prefix=jarl/ -o "$tarball" HEAD
 run "${gcloud_tpu[@]}" create "$name" "${where[@]}" "${create_flags[@]}"
 run "${gcloud_tpu[@]}" scp "$tarball" "$name:jarl.tar.gz" "${where[@]}" --worker=all

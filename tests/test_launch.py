@@ -2,6 +2,7 @@
 
 import os
 import shlex
+import shutil
 import subprocess
 
 import pytest
@@ -55,7 +56,8 @@ def test_tpu_vm_creates_installs_runs_on_all_workers_tails_and_deletes():
     "-m",
     "jarl.main",
     "--multihost",
-    "--config=configs/pretrain.py:base",
+    # --bucket also sets base's tokenizer and shard paths (configs/pretrain.py `bucket=`).
+    "--config=configs/pretrain.py:base,bucket=gs://bkt",
     "--workdir=gs://bkt/jarl/jarl-base",
     "--config.data.tfds_data_dir=gs://bkt/tensorflow_datasets",
     "--config.total_steps=10",
@@ -66,12 +68,48 @@ def test_tpu_vm_creates_installs_runs_on_all_workers_tails_and_deletes():
   assert lines[0][:2] == ["git", "-C"] and "archive" in lines[0]
 
 
+def test_tpu_vm_keeps_a_bucket_in_the_config_and_warns_of_uncommitted_changes(tmp_path):
+  lines = _dry_run(
+    "tpu_vm.sh", "--name=n", "--zone=z", "--bucket=gs://b", "--config=c.py:large,bucket=gs://o"
+  )
+  assert any("--config=c.py:large,bucket=gs://o" in " ".join(line) for line in lines)
+  # A checkout with an uncommitted change: the script names what will not ship.
+  repo = tmp_path / "repo"
+  shutil.copytree(os.path.join(ROOT, "launch"), repo / "launch")
+  git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True)
+  git("init", "-q")
+  git("add", ".")
+  git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+  with open(repo / "launch" / "common.sh", "a") as f:
+    f.write("# an edit not yet committed\n")
+  result = subprocess.run(
+    [
+      "bash",
+      str(repo / "launch" / "tpu_vm.sh"),
+      "--dry-run",
+      "--name=n",
+      "--zone=z",
+      "--bucket=gs://b",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=30,
+    check=True,
+  )
+  assert "uncommitted changes" in result.stderr and "will not run" in result.stderr
+
+
 def test_tpu_vm_keep_skips_delete_and_missing_bucket_fails():
   lines = _dry_run("tpu_vm.sh", "--name=n", "--zone=z", "--bucket=gs://b", "--keep")
   assert not any("delete" in line for line in lines)
   with pytest.raises(subprocess.CalledProcessError) as e:
     _dry_run("tpu_vm.sh", "--name=n", "--zone=z", "--bucket=/local/dir")
   assert "--bucket=gs://" in e.value.stderr
+
+
+def test_gpu_uses_every_gpu_unless_told_how_many():
+  lines = _dry_run("gpu.sh", "--workdir=/tmp/w")
+  assert not any("CUDA_VISIBLE_DEVICES" in word for word in lines[1])
 
 
 def test_gpu_runs_one_process_on_n_gpus():
@@ -81,7 +119,7 @@ def test_gpu_runs_one_process_on_n_gpus():
     "--workdir=/tmp/run dir",
     "--install",
     "--",
-    "--config.model.dtype=bfloat16",
+    "--config.total_steps=7",
   )
   assert lines[0] == ["pip", "install", "-e", f"{ROOT}[gpu]"]
   assert lines[1] == ["mkdir", "-p", "/tmp/run dir"]
@@ -94,7 +132,7 @@ def test_gpu_runs_one_process_on_n_gpus():
     "jarl.main",
     "--config=configs/pretrain.py:base",
     "--workdir=/tmp/run dir",
-    "--config.model.dtype=bfloat16",
+    "--config.total_steps=7",
     "2>&1",
     "|",
     "tee",
