@@ -200,3 +200,11 @@ def test_method_comparison_quick(tmp_path):
   # The ViCHA pretraining run logged its per-loss metrics.
   records = train_fixtures.read_metrics(tmp_path / "jarl_vicha_seed0_pre")
   assert any("train/loss_contrastive" in r and "train/loss_mim" in r for r in records)
+
+
+def test_image_decode_quick():
+  result = run_quick("benchmarks.image_decode")
+  assert set(result["sizes"]) == {"64", "224"}
+  for s in result["sizes"].values():
+    assert s["full_ms"] > 0 and s["draft_ms"] > 0
+    assert s["draft_speedup"] == pytest.approx(s["full_ms"] / s["draft_ms"])

@@ -41,6 +41,8 @@ def test_folder_with_tsv_round_trips_bytes_and_text_via_the_cli(tmp_path):
   for name, (_, caps) in expected.items():
     lines += [f"{name}\t{c}" for c in caps]
   lines.append("missing.png\tnot there")
+  (images / "blank.png").write_bytes(_image_bytes(9))
+  lines += ["blank.png\t", "blank.png\t   "]  # only empty captions: dropped, counted
   (tmp_path / "caps.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
   out = tmp_path / "out" / "data"
   proc = subprocess.run(
@@ -58,6 +60,7 @@ def test_folder_with_tsv_round_trips_bytes_and_text_via_the_cli(tmp_path):
     check=True,
   )
   assert "wrote 5 records to 2 shards" in proc.stdout and "missing_image': 1" in proc.stdout
+  assert "dropped 1 with empty captions" in proc.stdout
   assert sorted(p.name for p in out.parent.iterdir()) == [
     "data-00000-of-00002.arrayrecord",
     "data-00001-of-00002.arrayrecord",
@@ -121,3 +124,38 @@ def test_webdataset_and_parquet_inputs(tmp_path):
   back = _read_back(tmp_path / "p")
   assert n == 2 and counts == {"missing_image": 1}
   assert back["p2"]["image"] == _image_bytes(2) and back["p2"]["captions"] == ["three"]
+
+
+def test_empty_captions_are_dropped_and_records_left_without_text_counted(tmp_path):
+  for name in ("a", "b", "c"):
+    (tmp_path / f"{name}.png").write_bytes(_image_bytes(1))
+  rows = [
+    {"image": "a.png", "caption": "  "},  # nothing left: dropped
+    {"image": "b.png", "caption": "", "question": "what", "answers": ["cat"]},  # VQA kept
+    {"image": "c.png", "captions": ["", "a cat", "\t"]},  # the blank ones go
+  ]
+  (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+  counts = {}
+  _, n = convert.write_shards(
+    convert.from_folder(str(tmp_path), str(tmp_path / "c.jsonl"), counts), str(tmp_path / "j"), 1
+  )
+  back = _read_back(tmp_path / "j")
+  assert n == 2 and counts == {"empty_caption": 1} and set(back) == {"b.png", "c.png"}
+  assert "captions" not in back["b.png"] and back["b.png"]["questions"] == ["what"]
+  assert back["c.png"]["captions"] == ["a cat"]
+
+  tar_path = tmp_path / "shard-0.tar"
+  with tarfile.open(tar_path, "w") as tar:
+    for k, text in enumerate([b"a dog", b" \n"]):
+      for name, data in ((f"{k:04d}.jpg", _image_bytes(k, "JPEG")), (f"{k:04d}.txt", text)):
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+  pq.write_table(
+    pa.table({"key": ["p0", "p1"], "caption": ["", "one"], "jpg": [_image_bytes(0)] * 2}),
+    tmp_path / "x.parquet",
+  )
+  counts = {}
+  web = list(convert.from_webdataset(str(tmp_path / "*.tar"), counts))
+  par = list(convert.from_parquet(str(tmp_path / "*.parquet"), counts))
+  assert [f["key"] for f, _ in web + par] == ["0000", "p1"] and counts == {"empty_caption": 2}

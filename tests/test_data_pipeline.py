@@ -233,8 +233,56 @@ def test_a_source_with_nothing_usable_fails_naming_it(record_files):
   spec = f"arrayrecord:{record_files}/allbad.arrayrecord"
   cfg = _config([dict(name="dead", source=spec, task="caption", weight=1.0)])
   td = pipeline.make_train_data(cfg, global_batch_size=4, seed=0, process_index=0, process_count=1)
-  with pytest.raises(RuntimeError, match="allbad.arrayrecord.*dead"):
+  with pytest.raises(RuntimeError, match="allbad.arrayrecord.*dead.*none of the 5 records"):
     next(td)
+  td.close()
+
+
+def test_a_small_shard_with_bad_images_yields_its_good_records_and_logs_the_bad(tmp_path, caplog):
+  # Each epoch is reshuffled, so the 2 bad records can end one epoch and start the next:
+  # 4 bad rows in a row from a 4-record shard. This used to fail as "nothing usable"
+  # (with seed 0 at the 5th batch).
+  recs = [
+    sources.encode_record(
+      {"captions": [_words(k)], "key": f"photo{k}.jpg"},
+      _png(8 * k) if k % 2 == 0 else b"\xff\xd8\xff truncated phone photo",
+    )
+    for k in range(4)
+  ]
+  _write(tmp_path / "four.arrayrecord", recs)
+  spec = f"arrayrecord:{tmp_path}/four.arrayrecord"
+  cfg = _config([dict(name="four", source=spec, task="caption", weight=1.0)])
+  td = pipeline.make_train_data(cfg, global_batch_size=8, seed=0, process_index=0, process_count=1)
+  with caplog.at_level("WARNING"):
+    batches = [next(td) for _ in range(10)]  # 80 examples: 40 epochs of 2 usable records
+  stats = td.stats()
+  td.close()
+  assert {TOK.decode(t) for b in batches for t in b["target"]} == {_words(0), _words(2)}
+  assert stats["data/skipped/bad_image"] >= 70 and stats["data/examples"] == 80
+  logged = sorted(r.getMessage() for r in caplog.records if "skipped record" in r.getMessage())
+  assert len(logged) == 2  # each bad record named once, however often it comes round
+  for m, k in zip(logged, (1, 3)):
+    assert "four.arrayrecord' (four)" in m
+    assert m.endswith(f"skipped record {k} (key 'photo{k}.jpg'): bad_image")
+
+
+def test_only_the_first_few_bad_records_of_a_source_are_named(record_files, caplog):
+  spec = f"arrayrecord:{record_files}/mixed.arrayrecord"
+  cfg = _config([dict(name="m", source=spec, task="caption", weight=1.0)])
+  ev = pipeline.make_eval_data(
+    cfg,
+    dict(source=spec, task="caption", batch_size=8),
+    batch_size=8,
+    process_index=0,
+    process_count=1,
+  )
+  with caplog.at_level("WARNING"):
+    list(ev)
+    list(ev)  # a second pass names nothing again
+  logged = [r.getMessage() for r in caplog.records if "skipped record" in r.getMessage()]
+  assert sum(ev.skipped.values()) == 8 and len(logged) == pipeline.LOG_BAD
+  assert "record 12: bad_record" in logged[0] and "config.evals.eval.source" in logged[0]
+  assert "record 14: bad_image" in logged[2] and "only counted" in logged[-1]
 
 
 def test_eval_counts_every_example_once_across_processes(record_files):

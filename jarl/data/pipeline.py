@@ -13,7 +13,11 @@ different worker count gives a different (equally deterministic) order, and a st
 be restored with the worker count it was saved with. Reader threads change nothing.
 
 Bad records never raise inside the workers: the map emits a row with `skip` = reason code
-and zero arrays (so chunks keep one structure); the main process drops and counts them.
+and zero arrays (so chunks keep one structure); the main process drops and counts them, and
+names the first LOG_BAD of each source in the log (index, key, reason).
+
+Image bytes are decoded by jarl/data/images.py (EXIF orientation, alpha over a white
+background, JPEG draft decoding at the size the image is then resized to).
 
 Batches (per process, B = global_batch_size // process_count) hold the fields of the
 layout they are given (jarl/batch.py declares it: `batch_spec(config)` for training, the
@@ -25,16 +29,16 @@ Eval batches also carry, on the host only:
                              every caption of the image; entailment: the label)
 """
 
-import io
+import math
 import re
 
-from absl import flags
+from absl import flags, logging
 import grain
 import numpy as np
 from PIL import Image
 
 from jarl import batch as batch_lib
-from jarl.data import mixture, sources, tasks, tokenizer
+from jarl.data import images, mixture, sources, tasks, tokenizer
 
 SKIP_REASONS = ("bad_record", "bad_image", "missing_field", "empty_text")
 # Fields of a batch that are not per-example outputs of `Prepare`.
@@ -45,6 +49,13 @@ _EXTRA_FIELDS = ("tags",)
 # source holds little memory. Part of the data order, so changing it changes the batches.
 CHUNK = 16
 MIN_CROP = 0.9  # training crops keep >= 90% of each side (shapes.MARGIN keeps objects whole)
+# Unusable records named in the log per source (index, key, reason); the rest only counted.
+LOG_BAD = 5
+# A training source fails once this many distinct records came up unusable in a row, or its
+# whole shard if smaller. The cap keeps a misconfigured huge source (every record lacking
+# the task's field) from reading an epoch before it fails; a shard with even 0.1% usable
+# records reaches it with chance (1 - 0.001) ** 10_000 < 1e-4 per run of bad rows.
+MAX_BAD_IN_A_ROW = 10_000
 _LEFT_RIGHT = re.compile(r"\b(left|right)\b")
 
 
@@ -58,11 +69,13 @@ def _swap_left_right(text: str) -> str:
   return _LEFT_RIGHT.sub(lambda m: "right" if m.group(1) == "left" else "left", text)
 
 
-def load_image(image) -> np.ndarray:
-  """Encoded bytes or an array as uint8 [H, W, 3]; raises on anything undecodable."""
+def load_image(image, size: int | None = None) -> np.ndarray:
+  """Encoded bytes or an array as uint8 [H, W, 3]; raises on anything undecodable.
+
+  `size`: the side it will be resized to; large JPEGs then decode faster (images.decode).
+  """
   if isinstance(image, (bytes, bytearray, memoryview, np.bytes_)):
-    with Image.open(io.BytesIO(bytes(image))) as pil:
-      return np.asarray(pil.convert("RGB"))
+    return images.decode(bytes(image), size)
   arr = np.asarray(image)
   if arr.ndim == 2:
     arr = arr[..., None]
@@ -123,6 +136,9 @@ class Prepare:
     self.augment, self.keep_answers = augment, keep_answers
     self.visual_concepts = visual_concepts
     self.tags = tuple(tags)
+    # Training crops keep >= MIN_CROP of a side: decode that much larger so no crop of a
+    # draft-decoded JPEG has to be upsampled.
+    self._decode_size = math.ceil(image_size / MIN_CROP) if augment else image_size
     self._tok = None
 
   def __getstate__(self):
@@ -160,7 +176,9 @@ class Prepare:
       return self._empty("missing_field", index)
     try:
       image, flipped = preprocess_image(
-        load_image(raw["image"]), self.image_size, rng if self.augment else None
+        load_image(raw["image"], self._decode_size),
+        self.image_size,
+        rng if self.augment else None,
       )
     except Exception:  # pylint: disable=broad-except
       return self._empty("bad_image", index)
@@ -253,14 +271,16 @@ def _prefetch(ds: grain.IterDataset, data_config) -> grain.IterDataset:
 
 
 def train_source_dataset(
-  data_config, i: int, *, seed: int, process_index: int, process_count: int, fields=()
+  data_config, i: int, *, seed: int, process_index: int, process_count: int, fields=(), src=None
 ) -> tuple[grain.IterDataset, int]:
   """Infinite chunks (dicts of [CHUNK, ...] arrays) of config.data.sources[i] for this
   process, and the number of records in this process's shard. `fields`: the batch
-  layout's field names (which optional per-example fields to compute)."""
+  layout's field names (which optional per-example fields to compute); `src`: the source,
+  if the caller already made it."""
   cfg = data_config.sources[i]
   where = f"config.data.sources[{i}]"
-  src = _source_for(data_config, cfg["source"], f"{where}.source")
+  if src is None:
+    src = _source_for(data_config, cfg["source"], f"{where}.source")
   ds = grain.MapDataset.source(src)[process_index::process_count]
   if len(ds) == 0:
     raise ValueError(
@@ -276,27 +296,64 @@ def train_source_dataset(
   return _prefetch(ds, data_config), shard_len
 
 
+class _BadLog:
+  """Names a source's first LOG_BAD unusable records in the log; the rest are only counted.
+
+  Each record once (a repeated epoch meets it again). Its key (file name, webdataset key)
+  is read back from the source here, in the main process, rather than carried through
+  every chunk: only a handful are ever named.
+  """
+
+  def __init__(self, where: str, src):
+    self.where, self._src, self._named = where, src, set()
+
+  def __call__(self, index: int, reason: str):
+    if len(self._named) >= LOG_BAD or index in self._named:
+      return
+    self._named.add(index)
+    key = None
+    if index >= 0:
+      try:
+        key = self._src[index].get("key")
+      except Exception:  # pylint: disable=broad-except  (the record may be what is broken)
+        pass
+    logging.warning(
+      "%s: skipped record %d%s: %s%s",
+      self.where,
+      index,
+      f" (key {key!r})" if key else "",
+      reason,
+      "; further unusable records are only counted (data/skipped/*)"
+      if len(self._named) == LOG_BAD
+      else "",
+    )
+
+
 class _Stream:
-  """One source's chunk iterator, read row by row; skips and counts unusable rows.
+  """One source's chunk iterator, read row by row; skips, counts and logs unusable rows.
 
   State = the Grain iterator state *before* the current chunk + the row position in it:
   restoring re-reads that chunk (Grain is deterministic) and resumes at the same row.
   """
 
-  def __init__(self, name: str, where: str, dataset: grain.IterDataset, shard_len: int):
+  def __init__(self, name: str, where: str, dataset: grain.IterDataset, shard_len: int, src):
     self.name, self.where = name, where
     self._it = iter(dataset)
     self._state = self._it.get_state()
     self._chunk, self._pos, self._resume = None, 0, 0
-    # More unusable rows in a row than the shard holds (capped) means nothing is usable.
-    self._limit = max(1, min(shard_len, 1000))
+    # Distinct records, not rows: the shuffle reorders every epoch, so a few bad records
+    # can end one epoch and start the next (2 bad of 4 records: bad, bad | bad, bad) and
+    # make more bad rows in a row than the shard holds while half of it is usable.
+    self._shard_len = shard_len
+    self._limit = max(1, min(shard_len, MAX_BAD_IN_A_ROW))
+    self._log = _BadLog(f"{where} ({name})", src)
     self.skipped = dict.fromkeys(SKIP_REASONS, 0)
     self.truncated = 0
     self.examples = 0
 
   def next(self) -> tuple[dict, int]:
     """(chunk, row) of the next usable example."""
-    bad = 0
+    bad, unnamed = set(), 0  # record indices unusable since the last usable row
     while True:
       # `while`: a state saved at a chunk's end restores to position == len(chunk), so the
       # re-read chunk is already used up and the next one is read at once.
@@ -310,12 +367,23 @@ class _Stream:
         self.examples += 1
         self.truncated += int(self._chunk["truncated"][row])
         return self._chunk, row
-      self.skipped[SKIP_REASONS[code - 1]] += 1
-      bad += 1
-      if bad >= self._limit:
+      reason = SKIP_REASONS[code - 1]
+      self.skipped[reason] += 1
+      index = int(self._chunk["index"][row])
+      self._log(index, reason)
+      if index >= 0:
+        bad.add(index)
+      else:  # a source without record indices: every row counts as another record
+        unnamed += 1
+      if len(bad) + unnamed >= self._limit:
+        what = (
+          f"none of the {self._shard_len} records of this process's shard is usable"
+          if self._limit == self._shard_len
+          else f"{self._limit} records in a row were unusable"
+        )
         raise RuntimeError(
-          f"{self.where} ({self.name}) yielded {bad} unusable records in a row "
-          f"(skipped so far: {self.skipped}); check the source and task fields"
+          f"{self.where} ({self.name}): {what} (skipped so far: {self.skipped}); "
+          "the log names the first few; check the source and task fields"
         )
 
   def get_state(self) -> dict:
@@ -375,6 +443,8 @@ class TrainData:
       raise ValueError(f"config.data.sources names {names} are not unique")
     self._streams = []
     for i, s in enumerate(srcs):
+      where = f"config.data.sources[{i}]"
+      src = _source_for(data_config, s["source"], f"{where}.source")
       ds, n = train_source_dataset(
         data_config,
         i,
@@ -382,8 +452,9 @@ class TrainData:
         process_index=process_index,
         process_count=process_count,
         fields=tuple(self._fields),
+        src=src,
       )
-      self._streams.append(_Stream(s["name"], f"config.data.sources[{i}]={s['source']!r}", ds, n))
+      self._streams.append(_Stream(s["name"], f"{where}={s['source']!r}", ds, n, src))
     sp = data_config.sampling
     self.mixer = mixture.Mixer(
       names,
@@ -490,6 +561,7 @@ class EvalData:
     ds = ds.random_map(prepare, seed=_seed(data_config.get("shuffle_seed", 0), 7))
     self._dataset = _prefetch(ds.to_iter_dataset(_read_options(data_config)), data_config)
     self.skipped = dict.fromkeys(SKIP_REASONS, 0)
+    self._log = _BadLog(f"{where}.source={eval_config['source']!r}", src)  # once, not per pass
 
   def __len__(self):
     return self.num_batches
@@ -510,7 +582,9 @@ class EvalData:
           if ex is None:
             break
           if int(ex["skip"]):
-            self.skipped[SKIP_REASONS[int(ex["skip"]) - 1]] += 1
+            reason = SKIP_REASONS[int(ex["skip"]) - 1]
+            self.skipped[reason] += 1
+            self._log(int(ex["index"]), reason)
             continue
           for key in ("image", "text", "target"):
             batch[key][r] = ex[key]

@@ -13,7 +13,9 @@ and skipped if broken, by the training pipeline); text fields are stored in the 
 form of jarl/data/sources.py (captions, questions/answers, hypotheses/labels) plus `key`.
 A JSONL line is {"image": "file.jpg", "caption": "..."} or with "captions": [...],
 "question"/"answers", "hypothesis"/"label". Lines whose image file is missing are
-skipped and counted. Records go round-robin to shards, in input order.
+skipped and counted. Empty or whitespace captions are dropped; a record left with no
+caption (and no question or hypothesis) is skipped and counted (`empty_caption`): it has
+nothing to train on. Records go round-robin to shards, in input order.
 
 Visual concepts (ViCHA; train with config.data.visual_concepts=True): keywords you
 computed per image elsewhere (e.g. a CLIP tagger) are stored as the record's `concepts`
@@ -43,6 +45,20 @@ def _fields(rec: dict) -> dict:
   if "key" in rec:
     out["key"] = str(rec["key"])
   return out
+
+
+def _drop_empty_captions(fields: dict, counts: dict) -> dict | None:
+  """`fields` without blank captions; None (counted) when nothing else is left to learn from."""
+  if "captions" not in fields:
+    return fields
+  captions = [c for c in fields["captions"] if str(c).strip()]
+  out = {k: v for k, v in fields.items() if k != "captions"}
+  if captions:
+    return {**out, "captions": captions}
+  if "questions" in out or "hypotheses" in out:
+    return out
+  counts["empty_caption"] = counts.get("empty_caption", 0) + 1
+  return None
 
 
 def split_concepts(value) -> list[str]:
@@ -95,7 +111,9 @@ def from_folder(images: str, captions: str, counts: dict, concepts_field: str | 
     if not os.path.exists(path):
       counts["missing_image"] = counts.get("missing_image", 0) + 1
       continue
-    fields = {k: v for k, v in rec.items() if v}
+    fields = _drop_empty_captions({k: v for k, v in rec.items() if v}, counts)
+    if fields is None:
+      continue
     if concepts_field:
       fields = _attach_concepts(fields, concepts.get(name), counts)
     with open(path, "rb") as f:
@@ -124,7 +142,9 @@ def from_webdataset(pattern: str, counts: dict, concepts_field: str | None = Non
         rec.update(json.loads(parts["json"]))
       if "txt" in parts:
         rec["caption"] = parts["txt"].decode("utf-8")
-      fields = _fields(rec)
+      fields = _drop_empty_captions(_fields(rec), counts)
+      if fields is None:
+        continue
       if concepts_field:
         fields = _attach_concepts(fields, rec.get(concepts_field), counts)
       yield fields, image
@@ -151,7 +171,11 @@ def from_parquet(pattern: str, counts: dict, concepts_field: str | None = None):
       if isinstance(image, dict):  # HF-style {"bytes": ..., "path": ...}
         image = image.get("bytes")
       value = row.pop(concepts_field, None) if concepts_field else None
-      fields = _fields({k: v for k, v in row.items() if v is not None})
+      fields = _drop_empty_captions(
+        _fields({k: v for k, v in row.items() if v is not None}), counts
+      )
+      if fields is None:
+        continue
       if concepts_field:
         fields = _attach_concepts(fields, value, counts)
       yield fields, image
@@ -212,9 +236,10 @@ def main(argv):
   paths, n = write_shards(examples, _OUT.value, _NUM_SHARDS.value)
   if n == 0:
     raise SystemExit(f"no records written (skipped: {counts}); check the input paths")
+  empty = counts.pop("empty_caption", 0)
   print(
     f"wrote {n} records to {len(paths)} shards: {_OUT.value}-*-of-{len(paths):05d}.arrayrecord"
-    + (f"; skipped {counts}" if counts else "")
+    f"; dropped {empty} with empty captions" + (f"; skipped {counts}" if counts else "")
   )
 
 
