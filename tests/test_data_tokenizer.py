@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
+from configs import pretrain
+from jarl import config_checks
 from jarl.data import make_tokenizer, tokenizer
 
 
@@ -63,3 +65,37 @@ def test_foreign_model_without_pad_zero_is_rejected_naming_the_file(tmp_path):
 def test_missing_file_names_the_config_key():
   with pytest.raises(FileNotFoundError, match="config.data.tokenizer"):
     tokenizer.load("/nonexistent/x.model")
+
+
+def test_train_model_gives_the_pipeline_ids_for_either_model_type():
+  lines = ["a red circle", "a blue square", "two green triangles"] * 20
+  for model_type in ("unigram", "bpe"):
+    data = make_tokenizer.train_model(lines, 24, model_type=model_type)
+    sp = spm.SentencePieceProcessor(model_proto=data)
+    ids = (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id())
+    assert sp.get_piece_size() == 24 and ids == (0, 1, 2, 3)
+    assert sp.decode(sp.encode("A Red Square")) == "a red square"  # nmt_nfkc_cf
+
+
+def test_tokenizer_larger_than_vocab_size_fails_at_config_check_naming_both():
+  config = pretrain.get_config("tiny")  # shapes: 256 pieces, vocab_size 256
+  config_checks.check_tokenizer(config)
+  config.model.vocab_size = 300  # rows no id reaches: allowed
+  config_checks.check_tokenizer(config)
+  config.model.vocab_size = 200
+  with pytest.raises(ValueError) as e:
+    config_checks.check(config, num_batch_shards=1)
+  assert "config.data.tokenizer='shapes' has 256 pieces" in str(e.value)
+  assert "config.model.vocab_size=200" in str(e.value)
+
+
+def test_remote_or_absent_tokenizer_is_not_opened_at_config_check(monkeypatch):
+  def no_load(spec):
+    raise AssertionError(f"opened {spec}")
+
+  monkeypatch.setattr(tokenizer, "load", no_load)
+  config = pretrain.get_config("tiny")
+  config.model.vocab_size = 2
+  for spec in ("gs://bucket/spm.model", "/nonexistent/spm.model"):
+    config.data.tokenizer = spec
+    config_checks.check_tokenizer(config)  # left to the pipeline, which names the file

@@ -1,14 +1,17 @@
-"""Trains the built-in SentencePiece model for the `shapes` world.
+"""Trains JARL's SentencePiece models: `train_model` for any text, `train` for `shapes`.
 
     python -m jarl.data.make_tokenizer            # rewrites jarl/data/assets/shapes.model
     python -m jarl.data.make_tokenizer --out=/tmp/shapes.model
 
-Deterministic: a fixed corpus (every text of the first `NUM_SCENES` train scenes, plus the
-task prompts), one training thread and no sentence sampling, so the same code always
-writes the same bytes (tests/test_data_tokenizer.py checks the shipped file against it).
-Ids: pad=0 (the decoder's start token and the batch padding), unk=1, bos=2, eos=3.
+`train_model` is the one place SentencePiece is trained; `python -m
+jarl.tools.make_tokenizer` calls it on a user's own captions. Ids, which the pipeline and
+model rely on (jarl/data/tokenizer.py): pad=0 (the decoder's start token and the batch
+padding), unk=1, bos=2, eos=3. Deterministic: one training thread and no sentence
+sampling, so the same text always gives the same bytes (tests/test_data_tokenizer.py checks
+the shipped `shapes` file against `train()`), at the cost of speed on very large corpora.
 """
 
+from collections.abc import Iterable
 import io
 import os
 import string
@@ -20,6 +23,11 @@ from sentencepiece import sentencepiece_model_pb2
 
 from jarl.data import shapes, tasks
 
+SPECIAL_IDS = dict(pad_id=0, unk_id=1, bos_id=2, eos_id=3)
+# A 26-rule ASCII case fold instead of SentencePiece's stock nmt_nfkc_cf table, which
+# alone is 240 KB; enough for the `shapes` grammar, not for real-world text.
+ASCII_LOWERCASE = "ascii_lowercase"
+
 NUM_SCENES = 3000
 VOCAB_SIZE = 256
 # The grammar's text supports only ~90 learned pieces, so the table is filled up to
@@ -29,6 +37,53 @@ LEARNED_PIECES = 80
 USER_SYMBOLS = list("0123456789.,?!'-:;")
 NUM_RESERVED = VOCAB_SIZE - 4 - len(USER_SYMBOLS) - LEARNED_PIECES
 DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "assets", "shapes.model")
+
+
+def train_model(
+  sentences: Iterable[str],
+  vocab_size: int,
+  *,
+  model_type: str = "unigram",
+  normalization: str = "nmt_nfkc_cf",
+  user_symbols: Iterable[str] = (),
+  control_symbols: Iterable[str] = (),
+  character_coverage: float = 1.0,
+) -> bytes:
+  """A serialised SentencePiece model with JARL's SPECIAL_IDS.
+
+  model_type: unigram or bpe (on a few dozen captions unigram cannot grow past ~100
+  pieces and spells words in letters; bpe reaches whole words).
+  normalization: ASCII_LOWERCASE, or a SentencePiece rule name (nmt_nfkc_cf = NFKC plus
+  case folding, nmt_nfkc, identity). character_coverage 1.0 keeps every character of the
+  text as a piece: with a small corpus the default 0.9995 would make rare letters unknown.
+  Raises RuntimeError (SentencePiece's) when vocab_size does not fit the text.
+  """
+  options = dict(
+    model_type=model_type,
+    vocab_size=vocab_size,
+    **SPECIAL_IDS,
+    user_defined_symbols=list(user_symbols),
+    control_symbols=list(control_symbols),
+    character_coverage=character_coverage,
+    num_threads=1,
+    input_sentence_size=0,
+    shuffle_input_sentence=False,
+    minloglevel=2,
+  )
+  model = io.BytesIO()
+  with tempfile.TemporaryDirectory() as tmp:
+    if normalization == ASCII_LOWERCASE:
+      rules = os.path.join(tmp, "lowercase.tsv")
+      with open(rules, "w") as f:
+        f.writelines(f"{ord(c):X}\t{ord(c.lower()):X}\n" for c in string.ascii_uppercase)
+      options["normalization_rule_tsv"] = rules
+    else:
+      options["normalization_rule_name"] = normalization
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_writer=model, **options)
+  # The proto records the rules file's temporary path; drop it so the bytes are reproducible.
+  proto = sentencepiece_model_pb2.ModelProto.FromString(model.getvalue())
+  proto.normalizer_spec.ClearField("normalization_rule_tsv")
+  return proto.SerializeToString()
 
 
 def corpus() -> list[str]:
@@ -42,38 +97,13 @@ def corpus() -> list[str]:
 
 
 def train() -> bytes:
-  """Returns the serialised model (a few KB)."""
-  model = io.BytesIO()
-  with tempfile.TemporaryDirectory() as tmp:
-    rules = os.path.join(tmp, "lowercase.tsv")
-    with open(rules, "w") as f:
-      f.writelines(f"{ord(c):X}\t{ord(c.lower()):X}\n" for c in string.ascii_uppercase)
-    _train(model, rules)
-  # The proto records the rules file's temporary path; drop it so the bytes are reproducible.
-  proto = sentencepiece_model_pb2.ModelProto.FromString(model.getvalue())
-  proto.normalizer_spec.ClearField("normalization_rule_tsv")
-  return proto.SerializeToString()
-
-
-def _train(model, rules):
-  spm.SentencePieceTrainer.train(
-    sentence_iterator=iter(corpus()),
-    model_writer=model,
-    model_type="unigram",
-    vocab_size=VOCAB_SIZE,
-    pad_id=0,
-    unk_id=1,
-    bos_id=2,
-    eos_id=3,
-    user_defined_symbols=USER_SYMBOLS,
+  """The built-in `shapes` model, serialised (a few KB)."""
+  return train_model(
+    corpus(),
+    VOCAB_SIZE,
+    normalization=ASCII_LOWERCASE,
+    user_symbols=USER_SYMBOLS,
     control_symbols=[f"<extra_id_{k}>" for k in range(NUM_RESERVED)],
-    # A 26-rule case fold instead of the stock nmt_nfkc_cf table, which alone is 240 KB.
-    normalization_rule_tsv=rules,
-    character_coverage=1.0,
-    num_threads=1,
-    input_sentence_size=0,
-    shuffle_input_sentence=False,
-    minloglevel=2,
   )
 
 

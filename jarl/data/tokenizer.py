@@ -2,7 +2,8 @@
 
 Id conventions the model relies on: pad = 0 (also the decoder's start token), eos ends
 every decoder target. The built-in model (jarl/data/assets/shapes.model, 256 pieces) is
-written by `python -m jarl.data.make_tokenizer`.
+written by `python -m jarl.data.make_tokenizer`; `python -m jarl.tools.make_tokenizer`
+trains one with the same ids on your own captions.
 """
 
 import os
@@ -26,7 +27,7 @@ class Tokenizer:
       raise ValueError(
         f"tokenizer {name}: pad id is {self.pad_id}, but JARL needs pad_id == 0 (batch "
         "padding and the decoder start token); retrain it with --pad_id=0 (and a valid "
-        "--eos_id), e.g. like jarl/data/make_tokenizer.py does"
+        "--eos_id), e.g. with python -m jarl.tools.make_tokenizer"
       )
     if self.eos_id < 0:
       raise ValueError(f"tokenizer {name}: has no eos piece; retrain it with --eos_id set")
