@@ -6,9 +6,12 @@ layout against the model here, training keys here (`check_training`), data sourc
 tags by the pipeline when it opens them. Every message names the config key and its value.
 """
 
+import os
+
 import jax
 
 from jarl import losses
+from jarl.data import tokenizer
 from jarl.models import model as model_lib
 from jarl.models import model_init
 
@@ -18,6 +21,7 @@ def check(config, num_batch_shards: int) -> None:
   model_lib.build(config)
   losses.make_objective(config)
   check_layout(config)
+  check_tokenizer(config)
   check_training(config, num_batch_shards)
   check_init(config)
 
@@ -39,6 +43,30 @@ def check_layout(config) -> None:
         f"config.data.{data_key}={d[data_key]} must be <= "
         f"config.model.{model_key}={model_value} (the position embeddings)"
       )
+
+
+def check_tokenizer(config, pieces: int | None = None) -> None:
+  """The tokenizer must have exactly config.model.vocab_size pieces.
+
+  More would feed ids past the embedding table (clipped or garbage, no error); fewer
+  means the config was written for another tokenizer (the length keys likely too). With
+  `pieces` None, checked here for the built-in model and local files (loading one takes
+  milliseconds); a remote (gs://) or absent file is checked by the trainer when it opens
+  it (`pieces` given), so that jarl.tools.plan can size a run offline, away from the files.
+  """
+  spec = config.data.get("tokenizer", "")
+  if pieces is None:
+    path = tokenizer.BUILTIN.get(spec, spec)
+    if not spec or "://" in path or not os.path.isfile(path):
+      return
+    pieces = tokenizer.load(spec).vocab_size
+  vocab = config.model.vocab_size
+  if pieces != vocab:
+    raise ValueError(
+      f"config.data.tokenizer={spec!r} has {pieces} pieces but "
+      f"config.model.vocab_size={vocab}: set config.model.vocab_size={pieces} "
+      "(python -m jarl.tools.make_tokenizer prints the flags that fit a tokenizer)"
+    )
 
 
 def check_init(config) -> None:

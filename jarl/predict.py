@@ -1,6 +1,6 @@
 r"""Answer questions about, caption, or test hypotheses on image files with a trained checkpoint.
 
-Command line (prints one `<image path>\t<text>` line per image):
+Command line (prints one `<image path>\t<text>` line per image; `<empty>` for no text):
   python -m jarl.predict --checkpoint=/tmp/jarl_vqa --image=a.png [--image=b.jpg ...] \
       --question="how many red shapes are there" [--beam=4]
   python -m jarl.predict --checkpoint=/tmp/jarl_caption --image=a.png --task=caption
@@ -23,13 +23,17 @@ preprocessing (`pipeline.preprocess_image`, resize to config.data.image_size), a
 encoder text is built by the same task functions as in training, so a prediction here
 equals the one the evaluators make for that image and question. A missing, empty or
 undecodable image, or a checkpoint without a usable config, prints one line naming the
-file and exits with status 2.
+file and exits with status 2. A task the checkpoint was not trained for (a caption from a
+VQA fine-tune) still runs, after a warning naming the tasks it was trained for.
 """
 
 import argparse
+import contextlib
 import functools
 import json
+import logging
 import os
+import shlex
 import sys
 
 from etils import epath
@@ -41,7 +45,7 @@ from PIL import Image
 
 from jarl import batch as batch_lib
 from jarl import checkpoint
-from jarl.data import pipeline, tasks
+from jarl.data import images, pipeline, tasks
 from jarl.data import tokenizer as tokenizer_lib
 from jarl.models import decode
 from jarl.models import model as model_lib
@@ -54,6 +58,62 @@ CONFIG_FILE = "config.json"
 
 class PredictError(Exception):
   """A bad input (image file, checkpoint, question) the user must fix; one line, names it."""
+
+
+def checkpoint_tasks(config) -> list[str]:
+  """The tasks a run trained (config.data.sources[*].task) and evaluated (config.evals)."""
+  sources = [s.get("task") for s in config.data.get("sources", [])]
+  evals = [e.get("task") for e in config.get("evals", {}).values()]
+  return sorted({t for t in sources + evals if t})
+
+
+def task_warning(config, task: str) -> str | None:
+  """Why `task` will likely give empty or meaningless text with this run's checkpoint."""
+  trained = checkpoint_tasks(config)
+  if task in trained or not trained:
+    return None
+  return (
+    f"task {task!r}: this checkpoint was trained for {', '.join(trained)} (its config.json: "
+    f"config.data.sources / config.evals), not {task}; expect empty or meaningless text. "
+    f"Fine-tune it first: configs/finetune_{task}.py with --config.init_from=<its workdir>."
+  )
+
+
+def command(checkpoint: str, task: str) -> str:
+  """A `python -m jarl.predict` command line for `task` on one image (for run summaries)."""
+  extra = {
+    "vqa": ["--question=what is in the picture"],
+    "caption": ["--task=caption"],
+    "entailment": ["--task=entailment", "--question=there is a dog"],
+  }[task]
+  args = ["python", "-m", "jarl.predict", f"--checkpoint={checkpoint}", "--image=IMAGE.jpg"]
+  return shlex.join(args + extra)
+
+
+class NoItemMetadataWarning(logging.Filter):
+  """Drops Orbax's 'Metadata file does not exist: <step>/state/_CHECKPOINT_METADATA'.
+
+  checkpoint.load_params opens the `state` item directory with a plain Checkpointer, which
+  looks for the step's metadata file there; CheckpointManager writes it one level up, in
+  the step directory, so nothing is missing and the restore is unaffected.
+  """
+
+  def filter(self, record):
+    return not (
+      record.msg == "Metadata file does not exist: %s"
+      and str(record.args[0]).endswith(f"/{checkpoint.STATE}/_CHECKPOINT_METADATA")
+    )
+
+
+@contextlib.contextmanager
+def quiet_item_metadata_warning():
+  """Orbax's benign missing-metadata warning (`NoItemMetadataWarning`) left unlogged."""
+  quiet, absl_logger = NoItemMetadataWarning(), logging.getLogger("absl")  # Orbax logs here
+  absl_logger.addFilter(quiet)
+  try:
+    yield
+  finally:
+    absl_logger.removeFilter(quiet)
 
 
 def load_config(directory: str) -> tuple[ml_collections.ConfigDict, epath.Path]:
@@ -96,7 +156,8 @@ def read_image(image, image_size: int) -> np.ndarray:
       if not image:
         raise PredictError(f"{name}: empty file, not an image")
     if isinstance(image, Image.Image):
-      image = np.asarray(image.convert("RGB"))
+      image = images.upright_rgb(image)  # as the pipeline decodes files: EXIF, alpha
+      image = np.asarray(image)
     pixels = pipeline.load_image(image)
   except PredictError:
     raise
@@ -133,6 +194,7 @@ class Predictor:
     self.tokenizer = tokenizer_lib.load(config.data.tokenizer)
     self.params = params
     self.batch_size = batch_size
+    self._warned = set()  # tasks already warned about (task_warning)
     self._generate = jax.jit(
       functools.partial(
         decode.generate,
@@ -157,7 +219,8 @@ class Predictor:
       directory if (epath.Path(directory) / checkpoint.STATE).exists() else str(config_file.parent)
     )
     try:
-      loaded, report = checkpoint.load_params(ckpt, abstract)
+      with quiet_item_metadata_warning():
+        loaded, report = checkpoint.load_params(ckpt, abstract)
     except Exception as e:  # pylint: disable=broad-except
       raise PredictError(
         f"{ckpt}: no loadable checkpoint ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
@@ -179,6 +242,10 @@ class Predictor:
       raise ValueError(f"task={task!r}: choose from {TASKS}")
     if len(images) != len(prompts):
       raise ValueError(f"{len(images)} images but {len(prompts)} questions")
+    warning = task_warning(self.config, task)
+    if warning and task not in self._warned:
+      logging.getLogger(__name__).warning("%s", warning)
+      self._warned.add(task)
     size, text_len = int(self.config.data.image_size), int(self.config.data.text_len)
     pixels = [read_image(im, size) for im in images]  # all errors before any compute
     texts = [
@@ -217,6 +284,27 @@ class Predictor:
   def entail(self, images, hypotheses):
     """Visual entailment: "yes" / "no" / "maybe" per (image, hypothesis)."""
     return self._broadcast("entailment", images, hypotheses)
+
+
+class _CliWarnings(logging.Handler):
+  """`jarl.predict: warning: ...` on stderr, like the error lines."""
+
+  def emit(self, record):
+    print(f"jarl.predict: warning: {record.getMessage()}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _cli_warnings():
+  """This module's warnings as `_CliWarnings` lines only (not also the root's format)."""
+  log = logging.getLogger(__name__)
+  handler, propagate = _CliWarnings(logging.WARNING), log.propagate
+  log.addHandler(handler)
+  log.propagate = False
+  try:
+    yield
+  finally:
+    log.removeHandler(handler)
+    log.propagate = propagate
 
 
 def main(argv=None) -> int:
@@ -259,12 +347,13 @@ def main(argv=None) -> int:
       args.checkpoint, beam_size=args.beam, batch_size=args.batch_size
     )
     prompts = questions * len(args.image) if len(questions) == 1 else questions
-    results = predictor.predict(task, args.image, prompts)
+    with _cli_warnings():
+      results = predictor.predict(task, args.image, prompts)
   except PredictError as e:
     print(f"jarl.predict: error: {e}", file=sys.stderr)
     return 2
   for path, text in zip(args.image, results):
-    print(f"{path}\t{text}")
+    print(f"{path}\t{text if text.strip() else '<empty>'}")
   return 0
 
 

@@ -6,6 +6,7 @@ with automatic resume; clu metric writers; periodic evaluators from `config.eval
 
 import dataclasses
 import functools
+import shlex
 import time
 from typing import Any
 import zlib
@@ -20,7 +21,16 @@ import numpy as np
 import optax
 
 from jarl import batch as batch_lib
-from jarl import checkpoint, config_checks, losses, metrics_writer, optim, preemption, sharding
+from jarl import (
+  checkpoint,
+  config_checks,
+  losses,
+  metrics_writer,
+  optim,
+  predict,
+  preemption,
+  sharding,
+)
 from jarl import train_step as train_step_lib
 from jarl.data import pipeline, tokenizer
 from jarl.evaluation import registry
@@ -29,6 +39,9 @@ from jarl.models import model_init
 
 # The run's config beside its checkpoints, so `jarl.predict` needs only the workdir.
 CONFIG_FILE = "config.json"
+# More than this fraction of a log interval's examples cut to fit the text lengths is
+# worth one warning per run: the model never sees those texts' ends.
+TRUNCATION_WARNING = 0.05
 
 
 def save_config(config, workdir: str) -> None:
@@ -160,24 +173,78 @@ def _dataset_names(config) -> list[str]:
   return [str(s.get("name", i)) for i, s in enumerate(config.data.get("sources", []))]
 
 
+def _truncation_warning(config, truncated: float, examples: float) -> str | None:
+  """The warning for `truncated` of a log interval's `examples`; None at or below the bar."""
+  if examples <= 0 or truncated / examples <= TRUNCATION_WARNING:
+    return None
+  d, m = config.data, config.model
+  return (
+    f"{truncated:.0f} of the last {examples:.0f} training examples ({truncated / examples:.0%}) "
+    "had their text or target cut to fit (data/truncated in the metrics). Raise "
+    f"config.data.text_len={d.text_len} / config.data.target_len={d.target_len} together "
+    f"with config.model.text.max_len={m.text.max_len} / "
+    f"config.model.decoder.max_len={m.decoder.max_len}, or use a tokenizer with bigger "
+    "pieces for your text (python -m jarl.tools.make_tokenizer; it prints the lengths "
+    "that fit). Warned once per run."
+  )
+
+
+def _next_command(config, workdir: str) -> str:
+  """What to run with this run's checkpoint: predict for a one-task (fine-tuning) run,
+  else the fine-tuning command that starts from it."""
+  tasks = {s["task"] for s in config.data.sources}
+  if len(tasks) == 1 and tasks <= set(predict.TASKS):
+    (task,) = tasks
+    return f"  next: {task} on your own images:\n    {predict.command(workdir, task)}"
+  workdir = workdir.rstrip("/")
+  return (
+    "  next: fine-tune it for VQA (configs/finetune_caption.py and finetune_entailment.py "
+    "alike):\n    python -m jarl.main "
+    f"--config=configs/finetune_vqa.py:{config.get('variant', '<size>')} "
+    f"{shlex.quote('--workdir=' + workdir + '_vqa')} "
+    f"{shlex.quote('--config.init_from=' + workdir)}"
+  )
+
+
+def _summary(config, workdir: str, step: int, last: dict, checkpoint_dir, seconds: float) -> str:
+  """The run's closing lines: final metrics, checkpoint, wall time, what to run next.
+
+  last: {name: (step, value)} of every scalar written (metrics_writer.Writer.last).
+  """
+  done = step >= config.total_steps
+  head = "Finished" if done else "Stopped (preempted)"
+  lines = [f"{head} at step {step} of {config.total_steps}; {seconds:.0f} s wall time."]
+  if "train/loss" in last:
+    lines.append(f"  train/loss {last['train/loss'][1]:.4f} (step {last['train/loss'][0]})")
+  for name in config.get("evals", {}):
+    got = {k[len(name) + 1 :]: v for k, v in last.items() if k.startswith(f"{name}/")}
+    if got:
+      at = max(s for s, _ in got.values())
+      shown = ", ".join(f"{k} {v:.4g}" for k, (_, v) in sorted(got.items()))
+      lines.append(f"  {name} (step {at}): {shown}")
+  lines.append(f"  checkpoint: {checkpoint_dir or 'none written'}")
+  if done:
+    lines.append(_next_command(config, workdir))
+  else:
+    lines.append("  the same command resumes from the checkpoint.")
+  return "\n".join(lines)
+
+
 def train_and_evaluate(config, workdir: str) -> train_step_lib.TrainState:
   """Trains `config.total_steps` steps (resuming from `workdir`), evaluating periodically.
 
   Returns the final train state. On SIGTERM it saves at the next step boundary and
   returns early; on non-finite loss or gradients it raises FloatingPointError naming
-  the step and the last good checkpoint (unless `config.skip_nonfinite`).
+  the step and the last good checkpoint (unless `config.skip_nonfinite`). Its last log
+  lines (process 0) sum up the run and name the command to run next.
   """
+  start_time = time.time()
   # ---- Build and check everything before compiling anything. ----
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_rules(config.logical_axis_rules, mesh)
   config_checks.check(config, sharding.batch_shards(mesh, config.logical_axis_rules))
   tok = tokenizer.load(config.data.tokenizer)
-  if tok.vocab_size != config.model.vocab_size:
-    raise ValueError(
-      f"config.model.vocab_size={config.model.vocab_size} but tokenizer "
-      f"config.data.tokenizer={config.data.tokenizer!r} has "
-      f"{tok.vocab_size} pieces"
-    )
+  config_checks.check_tokenizer(config, tok.vocab_size)
 
   with jax.set_mesh(mesh):
     trainer = make_trainer(config, mesh)
@@ -229,33 +296,42 @@ def train_and_evaluate(config, workdir: str) -> train_step_lib.TrainState:
           start_step,
           config.total_steps,
         )
-        return state
-      # ---- Compile the step once, ahead of time. ----
-      local_batch = next(train_data)
-      compiled = trainer.step_fn.lower(trainer.abstract_state, trainer.abstract_batch).compile()
-      flops_per_step = _compiled_flops(compiled) * mesh.size
-      logging.info("Train step compiled: %.3g FLOPs per step (XLA cost analysis).", flops_per_step)
+      else:
+        # ---- Compile the step once, ahead of time. ----
+        local_batch = next(train_data)
+        compiled = trainer.step_fn.lower(trainer.abstract_state, trainer.abstract_batch).compile()
+        flops_per_step = _compiled_flops(compiled) * mesh.size
+        logging.info(
+          "Train step compiled: %.3g FLOPs per step (XLA cost analysis).", flops_per_step
+        )
 
-      state = _train_loop(
-        config,
-        state,
-        start_step,
-        local_batch,
-        compiled,
-        train_data,
-        ckpt,
-        writer,
-        flag,
-        evaluators,
-        trainer.batch_sharding,
-        flops_per_step,
-      )
+        state = _train_loop(
+          config,
+          state,
+          start_step,
+          local_batch,
+          compiled,
+          train_data,
+          ckpt,
+          writer,
+          flag,
+          evaluators,
+          trainer.batch_sharding,
+          flops_per_step,
+        )
     finally:
       flag.restore_handler()
-      ckpt.close()
+      ckpt.close()  # waits for the async saves: the summary names a complete checkpoint
       train_data.close()
       writer.flush()
       writer.close()
+  if jax.process_index() == 0:
+    latest = ckpt.latest_step()
+    step_dir = ckpt.directory / str(latest) if latest is not None else None
+    summary = _summary(
+      config, workdir, int(state.step), writer.last, step_dir, time.time() - start_time
+    )
+    logging.info("%s", summary)
   return state
 
 
@@ -295,6 +371,10 @@ def _train_loop(
     )
   batch_keys = tuple(batch_lib.batch_spec(config))  # host-only fields stay on the host
   per_dataset = {}  # dataset id -> [loss sum, count] since the last log
+  # Truncation counters at the last log (the first batch, drawn before, is not counted).
+  stats = train_data.stats()
+  seen = (stats["data/truncated"], stats["data/examples"])
+  warned_truncation = False
   skipped, last_log_time, last_log_step = 0, time.time(), start_step
   for step in range(start_step + 1, config.total_steps + 1):
     if step > start_step + 1:
@@ -340,11 +420,9 @@ def _train_loop(
         }
       )
       scalars.update({f"train/{k}": float(v) for k, v in metrics.items() if k.startswith("loss_")})
+      stats = train_data.stats()
       scalars.update(
-        {
-          k if k.startswith("data/") else f"data/{k}": float(v)
-          for k, v in train_data.stats().items()
-        }
+        {k if k.startswith("data/") else f"data/{k}": float(v) for k, v in stats.items()}
       )
       scalars["data/batch_crc32"] = float(zlib.crc32(np.ascontiguousarray(local_batch["target"])))
       scalars["train/skipped_nonfinite"] = float(skipped)
@@ -352,6 +430,12 @@ def _train_loop(
       scalars["perf/tflops_per_s"] = flops_per_step * steps_done / elapsed / 1e12
       writer.write_scalars(step, scalars)
       per_dataset, last_log_time, last_log_step = {}, time.time(), step
+      counts = (stats["data/truncated"], stats["data/examples"])
+      warning = _truncation_warning(config, counts[0] - seen[0], counts[1] - seen[1])
+      if warning and not warned_truncation:
+        logging.warning("%s", warning)
+        warned_truncation = True
+      seen = counts
 
     preempted = flag.requested()
     if ckpt.should_save(step, config.total_steps) or preempted:

@@ -5,14 +5,17 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 import pytest
 import train_fixtures
 
+from configs import finetune_vqa
 from jarl import checkpoint, predict, sharding, train
 from jarl.data import shapes
 from jarl.evaluation import registry
+from jarl.models import decode
 
 NUM = 4
 
@@ -68,11 +71,12 @@ def run(tmp_path_factory):
   return workdir, records, images, questions
 
 
-def test_predictor_answers_like_the_evaluator(run):
+def test_predictor_answers_like_the_evaluator(run, caplog):
   workdir, records, images, questions = run
   expected = [r["prediction"] for r in records]
   assert len(set(expected)) > 1  # the check would be empty if every answer were alike
   p = predict.Predictor.from_checkpoint(str(workdir), batch_size=3)  # 2 batches, 2 pad rows
+  assert not caplog.records  # Orbax's "Metadata file does not exist" is not a problem here
   assert p.answer(images, questions) == expected
   assert p.answer(images[1], questions[1]) == expected[1]  # one image -> one string
   # A step directory works as well as the workdir.
@@ -104,6 +108,31 @@ def test_image_formats_modes_and_sizes_go_through_the_eval_preprocessing(tmp_pat
     assert out.shape == (16, 16, 3)
     # Same picture, lossy: close to the reference on average.
     assert np.abs(out - ref).mean() < 0.15, name
+
+
+def test_task_warning_names_what_the_checkpoint_was_trained_for():
+  config = finetune_vqa.get_config("tiny")
+  assert predict.checkpoint_tasks(config) == ["vqa"]
+  assert predict.task_warning(config, "vqa") is None
+  message = predict.task_warning(config, "caption")
+  assert "trained for vqa" in message and "configs/finetune_caption.py" in message
+
+
+def test_cli_shows_an_empty_text_and_warns_for_a_task_not_trained(run, monkeypatch, capsys):
+  workdir, _, images, _ = run
+  # Generation stubbed to all padding: the decoded text is "".
+  blank = lambda model, params, image, text, *, max_len, **_: (
+    jnp.zeros([image.shape[0], max_len], jnp.int32),
+    jnp.zeros([image.shape[0]]),
+  )
+  monkeypatch.setattr(decode, "generate", blank)
+  args = [f"--checkpoint={workdir}", f"--image={images[0]}", f"--image={images[1]}"]
+  assert predict.main([*args, "--task=entailment", "--question=there is a red circle"]) == 0
+  out, err = capsys.readouterr()
+  assert out.splitlines() == [f"{images[0]}\t<empty>", f"{images[1]}\t<empty>"]
+  (line,) = err.splitlines()  # once per run, not per image
+  assert line.startswith("jarl.predict: warning: task 'entailment': ")
+  assert "trained for caption, prefix_lm, vqa" in line  # the fixture's sources and evals
 
 
 def _cli(*args):
@@ -161,7 +190,9 @@ def test_cli_answers_and_bad_inputs_exit_2_with_one_line(run, tmp_path):
   procs = {name: _cli(*args) for name, (args, _) in cases.items()}
   out, err = good.communicate(timeout=240)
   assert good.returncode == 0, err
-  assert out.splitlines() == [f"{p}\t{r['prediction']}" for p, r in zip(images, records)]
+  assert err == ""  # no Orbax warning, no task warning (the fixture evaluates VQA)
+  shown = [r["prediction"] if r["prediction"].strip() else "<empty>" for r in records]
+  assert out.splitlines() == [f"{p}\t{text}" for p, text in zip(images, shown)]
   for name, proc in procs.items():
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 2, (name, err)

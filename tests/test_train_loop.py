@@ -10,10 +10,13 @@ from jarl import metrics_writer, train
 from jarl.data import pipeline
 
 
-def test_trains_evaluates_checkpoints_and_logs(tmp_path):
+def test_trains_evaluates_checkpoints_and_logs(tmp_path, caplog):
   workdir = str(tmp_path)
   state = train.train_and_evaluate(train_fixtures.tiny_config(total_steps=6), workdir)
   assert int(state.step) == 6
+  # The tiny config's 8-token texts are nearly all cut: one warning, not one per log step.
+  truncation = [r for r in caplog.records if "cut to fit" in r.getMessage()]
+  assert len(truncation) == 1 and truncation[0].levelname == "WARNING"
   records = metrics_writer.read_jsonl(workdir)
   losses = {r["step"]: r["train/loss"] for r in records if "train/loss" in r}
   assert sorted(losses) == [1, 2, 3, 4, 5, 6]

@@ -34,6 +34,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
   return img if img.mode == "RGB" else img.convert("RGB")
 
 
+def upright_rgb(img: Image.Image) -> Image.Image:
+  """`img` turned as its EXIF orientation says, in RGB over BACKGROUND (a new image)."""
+  return to_rgb(ImageOps.exif_transpose(img))
+
+
 def decode(data: bytes, size: int | None = None) -> np.ndarray:
   """Encoded image bytes -> uint8 [H, W, 3], upright, alpha on BACKGROUND.
 
@@ -48,5 +53,4 @@ def decode(data: bytes, size: int | None = None) -> np.ndarray:
       # target is square, so the EXIF rotation applied after cannot take a side below it.
       img.draft("RGB", (size, size))
     img.load()
-    ImageOps.exif_transpose(img, in_place=True)
-    return np.asarray(to_rgb(img))
+    return np.asarray(upright_rgb(img))

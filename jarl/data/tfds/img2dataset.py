@@ -24,6 +24,7 @@ from absl import logging
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from jarl.data import images
 from jarl.data.tfds import builder_base
 
 SPLITS = ("train", "validation")
@@ -39,7 +40,8 @@ def _jpeg(data: bytes | None) -> bytes | None:
   try:
     with Image.open(io.BytesIO(data)) as img:
       out = io.BytesIO()
-      img.convert("RGB").save(out, format="JPEG", quality=95)
+      # Re-encoding drops the EXIF tag, so the orientation is applied to the pixels first.
+      images.upright_rgb(img).save(out, format="JPEG", quality=95)
       return out.getvalue()
   except Exception:  # pylint: disable=broad-except
     return None
