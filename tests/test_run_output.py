@@ -5,6 +5,7 @@ closing summary with the checkpoint and the command to run next."""
 import re
 import subprocess
 
+import pytest
 import train_fixtures
 
 from configs import finetune_vqa
@@ -93,7 +94,10 @@ def test_a_run_prints_its_own_lines_and_ends_on_the_summary(tmp_path):
     f"--workdir={workdir}_vqa --config.init_from={workdir}",
   ]
 
-  # --verbose: the libraries' INFO lines are back (Orbax's checkpoint manager, say).
+
+@pytest.mark.slow  # a second tiny run (~40 s) for a flag; the quiet default is the CI check
+def test_verbose_brings_the_libraries_info_lines_back(tmp_path):
+  # Orbax's checkpoint manager, say.
   verbose = _run(tmp_path / "verbose", "--verbose", total_steps=2)
   sources = {m[2] for m in map(LOG_LINE.match, verbose) if m and m[1] == "I"}
   assert "checkpoint_manager.py" in sources, sources
