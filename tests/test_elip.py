@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import train_fixtures
 
 from configs import pretrain
 from jarl.models import decoder as decoder_lib
@@ -64,12 +65,6 @@ def make_batch(config, b=3, seed=0, valid=5):
 def init(c, b):
   m = model_lib.build(c)
   return m, nn.meta.unbox(jax.jit(m.init)({"params": jax.random.key(0)}, **b)["params"])
-
-
-def forward(m, method=None):
-  """`m.apply` on a batch dict, jitted: one compile per program, where eager execution
-  compiles every op on its own."""
-  return jax.jit(lambda params, b: m.apply({"params": params}, **b, method=method))
 
 
 def _np_layer_norm(x):
@@ -228,7 +223,7 @@ def tiny():
   c = elip_config()
   b = make_batch(c)
   m, params = init(c, b)
-  return dict(c=c, b=b, m=m, params=params, forward=forward(m))
+  return dict(c=c, b=b, m=m, params=params, forward=train_fixtures.forward(m))
 
 
 def test_co_tokenization_runs_on_the_pruned_tokens(tiny):
@@ -294,15 +289,15 @@ def test_switching_elip_off_restores_the_plain_model_bit_for_bit(tiny):
     lambda: nn.meta.unbox(m_off.init({"params": jax.random.key(0)}, **b)["params"])
   )
   assert jax.tree.structure(off_params) == jax.tree.structure(params)
-  off, _ = forward(m_off)(params, b)
-  np.testing.assert_array_equal(off, forward(m_off, _plain_forward)(params, b))
+  off, _ = train_fixtures.forward(m_off)(params, b)
+  np.testing.assert_array_equal(off, train_fixtures.forward(m_off, _plain_forward)(params, b))
   # Unused ELIP fields change nothing while pruning is off.
   c_off.model.vision.update(elip_layers=(3,), elip_keep=(0.1,))
-  np.testing.assert_array_equal(off, forward(model_lib.build(c_off))(params, b)[0])
+  np.testing.assert_array_equal(off, train_fixtures.forward(model_lib.build(c_off))(params, b)[0])
   on, _ = tiny["forward"](params, b)
   assert not np.allclose(on, off)
   # ELIP stages that keep every token leave the plain model's output exactly unchanged.
-  same, _ = forward(model_lib.build(elip_config(keep=(1.0, 1.0))))(params, b)
+  same, _ = train_fixtures.forward(model_lib.build(elip_config(keep=(1.0, 1.0))))(params, b)
   np.testing.assert_array_equal(same, off)
 
 

@@ -9,6 +9,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 import pytest
+import train_fixtures
 
 from configs import pretrain
 from jarl.models import config as config_lib
@@ -49,12 +50,6 @@ def init(c, b):
   return m, jax.jit(m.init)({"params": jax.random.key(0)}, **b)["params"]
 
 
-def forward(m, method=None):
-  """`m.apply` on a batch dict, jitted: one compile per program, where eager execution
-  compiles every op on its own."""
-  return jax.jit(lambda params, b: m.apply({"params": params}, **b, method=method))
-
-
 @pytest.mark.parametrize(
   "fusion_type", ["jarl", "co_tokenization", "perceiver", "concat", "cross_attention"]
 )
@@ -62,10 +57,10 @@ def test_every_fusion_runs_and_memory_has_the_configured_size(fusion_type):
   c = tiny_config(type=fusion_type)
   b = batch(c)
   m, params = init(c, b)
-  logits, _ = forward(m)(params, b)
+  logits, _ = train_fixtures.forward(m)(params, b)
   assert logits.shape == (4, 6, 40) and bool(jnp.isfinite(logits).all())
   encode = dict(image=b["image"], text=b["text"])
-  memory, memory_mask, _ = forward(m, model_lib.Model.encode)(params, encode)
+  memory, memory_mask, _ = train_fixtures.forward(m, model_lib.Model.encode)(params, encode)
   reads_all = fusion_type in ("concat", "cross_attention")
   # jarl: the demo's memory='fused_and_image', the N fused and the N image latents.
   size = 16 + 8 if reads_all else 2 * 4 if fusion_type == "jarl" else 4
@@ -79,14 +74,14 @@ def test_co_tokenization_reducer_maps_ignore_text_padding_and_padding_ids_do_not
   c = tiny_config(type="co_tokenization")
   b = batch(c)
   m, params = init(c, b)
-  logits, out = forward(m)(params, b)
+  logits, out = train_fixtures.forward(m)(params, b)
   w = out["fusion/weights_0"]  # [B, M, Nv + Nt + M]
   np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
   text_w = w[:, :, 16 : 16 + 8]
   assert float(jnp.abs(text_w[:, :, 5:]).max()) == 0.0
   # Shorter padding (same real tokens) leaves the JARL logits unchanged: padding is inert.
   b2 = dict(b, text=b["text"][:, :6])
-  logits2, _ = forward(m)(params, b2)
+  logits2, _ = train_fixtures.forward(m)(params, b2)
   np.testing.assert_allclose(logits, logits2, rtol=1e-5, atol=1e-5)
 
 
@@ -108,8 +103,8 @@ def test_scan_and_loop_layouts_give_the_same_output():
       model_init.to_layout(flat, scan=True), sep="/"
     )
   assert jax.tree.structure(converted) == jax.tree.structure(nn.meta.unbox(scan_params))
-  out_loop, _ = forward(m)(params, b)
-  out_scan, _ = forward(ms)(converted, b)
+  out_loop, _ = train_fixtures.forward(m)(params, b)
+  out_scan, _ = train_fixtures.forward(ms)(converted, b)
   np.testing.assert_allclose(out_loop, out_scan, rtol=1e-5, atol=1e-5)
 
 
@@ -164,7 +159,7 @@ def test_generate_greedy_matches_teacher_forced_argmax():
   )
   # Re-derive each greedy token with full teacher-forced passes.
   seq = np.zeros((2, 6), np.int32)
-  teacher_forced = forward(m)
+  teacher_forced = train_fixtures.forward(m)
   for t in range(6):
     logits, _ = teacher_forced(params, dict(b, target=jnp.asarray(seq)))
     seq[:, t] = np.asarray(logits[:, t].argmax(-1))

@@ -34,6 +34,12 @@ def _dotted(overrides: dict) -> dict:
   return {k.replace("__", "."): v for k, v in overrides.items()}
 
 
+def forward(m, method=None):
+  """`m.apply` on a batch dict, jitted: one compile per program, where eager execution
+  compiles every op on its own."""
+  return jax.jit(lambda params, b: m.apply({"params": params}, **b, method=method))
+
+
 def tiny_config(**overrides):
   """configs/pretrain.py:tiny, then `overrides` (dotted keys; __ for dots)."""
   config = pretrain.get_config("tiny")
