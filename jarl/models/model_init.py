@@ -95,7 +95,7 @@ def sources(model_init) -> dict[str, str]:
       return {TOWERS[key]: model_init}
     if key:  # another sub-tree: a ViT inside a larger checkpoint
       return {"vision": model_init}
-    return {"vision": path, "text": path} if _is_two_tower(path) else {"vision": path}
+    return {"vision": path, "text": path} if _file_is_two_tower(path) else {"vision": path}
   if isinstance(model_init, Mapping):
     out = {}
     for k, v in model_init.items():
@@ -128,15 +128,17 @@ def check(model_init, dont_load) -> None:
 
 
 def read_npz(path) -> dict[str, np.ndarray]:
-  """A checkpoint's '/'-keyed arrays, under `params/` or `opt/target/` unwrapped, bfloat16
-  stored as 2-byte void restored."""
+  """A checkpoint's '/'-keyed parameter arrays (`_unwrapped` keys), bfloat16 stored as
+  2-byte void restored."""
   with _open_npz(path) as npz:
-    flat = {k: _recover_dtype(npz[k]) for k in npz.files}
-  for prefix in ("params/", "opt/target/"):
-    if any(k.startswith(prefix) for k in flat):
-      flat = {k[len(prefix) :]: v for k, v in flat.items() if k.startswith(prefix)}
-      break
-  return flat
+    return {k: _recover_dtype(npz[stored]) for k, stored in _unwrapped(npz.files).items()}
+
+
+def _unwrapped(keys) -> dict[str, str]:
+  """{parameter name: stored key}: the parameters of a file whose keys sit at the top
+  level, under `params/` or under `opt/target/` (the rest, e.g. optimizer state, left)."""
+  prefix = next((p for p in ("params/", "opt/target/") if any(k.startswith(p) for k in keys)), "")
+  return {k[len(prefix) :]: k for k in keys if k.startswith(prefix)}
 
 
 @contextlib.contextmanager
@@ -155,11 +157,15 @@ def _recover_dtype(a):
   return a
 
 
-def _is_two_tower(path) -> bool:
-  """Whether the file holds `img/` and `txt/` sub-trees; reads the key list only."""
+def _is_two_tower(names) -> bool:
+  """Whether parameter names (`_unwrapped`) hold `img/` and `txt/` sub-trees."""
+  return {"img", "txt"} <= {k.split("/")[0] for k in names}
+
+
+def _file_is_two_tower(path) -> bool:
+  """_is_two_tower of a file; reads its key list only."""
   with _open_npz(path) as npz:
-    tops = {k.removeprefix("params/").removeprefix("opt/target/").split("/")[0] for k in npz.files}
-  return {"img", "txt"} <= tops
+    return _is_two_tower(_unwrapped(npz.files))
 
 
 def _subtree(flat, key, spec):
@@ -280,7 +286,7 @@ def load(model_init, dont_load, params):
     path, _, key = spec.partition(":")
     if path not in cache:
       cache[path] = read_npz(path)
-    if not key and tower in TWO_TOWER_KEYS and _is_two_tower(path):
+    if not key and tower in TWO_TOWER_KEYS and _is_two_tower(cache[path]):
       key = TWO_TOWER_KEYS[tower]
     ckpt = _subtree(cache[path], key, spec)
     ckpt = vision_names(ckpt) if tower == "vision" else text_names(ckpt)
