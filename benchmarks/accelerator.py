@@ -24,7 +24,6 @@ The last line is one JSON object.
 """
 
 import argparse
-import json
 import re
 import sys
 
@@ -102,11 +101,11 @@ def main():
     f"{result['examples_per_sec']:.1f} examples/s, "
     f"{result['achieved_tflops_per_sec']:.3g} TFLOP/s, MFU {mfu}"
   )
-  if devices[0].platform != "cpu":
-    record.emit("accelerator", result, args, config=config)  # --quick: prints, no record
-  else:
+  on_cpu = devices[0].platform == "cpu"
+  if on_cpu:
     print("no accelerator: nothing recorded", file=sys.stderr)
-    print(json.dumps(result, sort_keys=True), flush=True)
+  # --quick and CPU runs print the JSON line and record nothing.
+  record.emit("accelerator", result, args, config=config, save=not on_cpu)
 
 
 if __name__ == "__main__":

@@ -182,8 +182,14 @@ def write(
 
 
 def emit(
-  name: str, result: dict[str, Any], args: argparse.Namespace | dict | None = None, **kwargs: Any
+  name: str,
+  result: dict[str, Any],
+  args: argparse.Namespace | dict | None = None,
+  *,
+  save: bool = True,
+  **kwargs: Any,
 ) -> pathlib.Path | None:
-  """Prints `result` as the benchmark's JSON last line (sorted keys), then `write`s it."""
+  """Prints `result` as the benchmark's JSON last line (sorted keys), then `write`s it
+  (unless `save` is False: a run whose figures are not the record's, e.g. on CPU)."""
   print(json.dumps(_jsonable(result), sort_keys=True), flush=True)
-  return write(name, result, args, **kwargs)
+  return write(name, result, args, **kwargs) if save else None

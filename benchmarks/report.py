@@ -99,6 +99,7 @@ ORDER = (
   "flops_elip_base",
   "step_throughput",
   "input_pipeline",
+  "pipeline_workers",
   "pipeline_inspect_demo",
   "scaling",
   "fusion_quality",

@@ -208,3 +208,12 @@ def test_image_decode_quick():
   for s in result["sizes"].values():
     assert s["full_ms"] > 0 and s["draft_ms"] > 0
     assert s["draft_speedup"] == pytest.approx(s["full_ms"] / s["draft_ms"])
+
+
+@pytest.mark.slow  # not ci: four short training runs (~3 min)
+def test_pipeline_workers_quick():
+  result = run_quick("benchmarks.pipeline_workers")
+  assert result["variant"] == "tiny" and set(result["data"]) == {"shapes", "photos"}
+  for kind in result["data"].values():
+    assert set(kind["examples_per_sec"]) == {"0", "2"} and kind["speedup"]["0"] == 1.0
+    assert all(r > 0 for r in kind["examples_per_sec"].values())
