@@ -3,6 +3,17 @@ r"""What the configs share: the `get_config` argument parser and the fine-tuning
 `--config=configs/<file>.py:<arg>` hands `<arg>` to that file's `get_config`; every config
 here reads it as `<variant>[,<key>=<value>...]`, e.g. `configs/pretrain.py:large,fsdp=8`.
 
+Your own data, one key each (every config here; `own_data`):
+  source=arrayrecord:/data/*.arrayrecord   every training source and the validation set
+           (shards of jarl.tools.convert; or tfds:<name>:<split>); switches the `shapes`-
+           only image tagging off. A fine-tune trains and validates on it.
+  tokenizer=/data/spm.model   its SentencePiece model (python -m jarl.tools.make_tokenizer);
+           config.model.vocab_size is read from the file.
+  text_len=N, target_len=M    the encoder text and decoder target lengths, data and model
+           together (make_tokenizer prints the ones that hold 99% of your text).
+  python -m jarl.main --workdir=/tmp/mine \
+      --config=configs/pretrain.py:demo,source=arrayrecord:/data/*.arrayrecord,tokenizer=/data/spm.model,text_len=16,target_len=24
+
 Sizes (the variants), smallest first:
   tiny   the tests' model: same code paths as demo, compiles in seconds (16 px, patch stem,
          no tagging loss, a few steps).
@@ -13,7 +24,11 @@ Sizes (the variants), smallest first:
   large  ViT-L/14, L-sized text tower, fusion and decoder (pretraining only).
 """
 
+import os
+
 import ml_collections
+
+from jarl.data import tokenizer
 
 # Sizes built on the demo model and the `shapes` world (tiny and bench are demo overrides).
 SHAPES_SIZES = ("tiny", "bench", "demo")
@@ -33,6 +48,9 @@ def _convert(key: str, text: str, default):
       raise ValueError(f"{key}={text!r}: expected {type(default).__name__}") from None
   return text
 
+
+# The one-key data switches every config takes (`own_data`); "" / 0 keep the config's own.
+OWN_DATA = dict(source="", tokenizer="", text_len=0, target_len=0)
 
 # Placeholder bucket of base/large's data paths; `bucket=gs://...` in the config arg sets it.
 BUCKET = "gs://BUCKET"
@@ -69,16 +87,45 @@ def parse_arg(
   return out
 
 
-def finetune(
-  pre: ml_collections.ConfigDict, task: str, *, demo: dict, base: dict
-) -> ml_collections.ConfigDict:
-  r"""The fine-tuning config of `task`, built on the pretraining config `pre` of the same size.
+def own_data(c: ml_collections.ConfigDict, arg: ml_collections.ConfigDict) -> None:
+  """Applies `arg`'s data switches (OWN_DATA; the module docstring) to the config `c`.
+
+  `c.data_arg` keeps them as given, for the command a run suggests next (jarl/train.py).
+  """
+  c.data_arg = ",".join(f"{k}={arg[k]}" for k in OWN_DATA if arg[k])
+  if arg.source:
+    for s in c.data.sources:
+      s["source"] = arg.source
+    for e in c.get("evals", {}).values():
+      e["source"] = arg.source
+    if not arg.source.startswith("shapes:"):
+      # The tag words name the demo's shapes; a caption of a photo names none of them.
+      c.data.tags = ()
+      c.losses.tag_weight = 0.0
+  if arg.tokenizer:
+    c.data.tokenizer = arg.tokenizer
+    path = tokenizer.BUILTIN.get(arg.tokenizer, arg.tokenizer)
+    if "://" not in path:  # a remote file is read (and checked) by the trainer only
+      if not os.path.isfile(path):
+        raise ValueError(f"config argument tokenizer={arg.tokenizer}: no such file")
+      c.model.vocab_size = tokenizer.load(arg.tokenizer).vocab_size
+  if arg.text_len:
+    c.data.text_len = c.model.text.max_len = arg.text_len
+  if arg.target_len:
+    c.data.target_len = c.model.decoder.max_len = arg.target_len
+
+
+def finetune(arg: str | None, task: str, *, demo: dict, base: dict) -> ml_collections.ConfigDict:
+  r"""The fine-tuning config of `task`, built on the pretraining config of the same size.
+
+  `arg`: `<variant>[,bucket=...][,<OWN_DATA key>=...]`; with `source=` the task trains and
+  validates (as `val/...`) on that source instead of the size's own data.
 
   The model config is pretraining's (configs/pretrain.py at `pre.variant`), so the
   checkpoint named by `config.init_from` loads leaf for leaf. `init_from` takes a
   pretraining workdir (its latest step is used) or one step directory
   `<workdir>/checkpoints/<step>`; only parameters are loaded (the optimizer and data state
-  start fresh). Empty `init_from` trains from random initialisation.
+  start fresh). `init_from` must be set: "none" trains from random initialisation.
 
   Evaluation decodes answers with the model's greedy search (`beam_size` in each
   `config.evals.<name>` for beam search) and writes `<eval name>/<metric>`; see
@@ -90,13 +137,19 @@ def finetune(
   max_decode_len, and for base: train (source spec) and evals ({eval name: source spec}).
   tiny and bench derive from demo (`_shapes_schedule`).
   """
+  # Imported here: configs/pretrain.py imports this module.
+  from configs import pretrain  # pylint: disable=import-outside-toplevel
+
+  arg = parse_arg(arg, variants=FINETUNE_VARIANTS, variant="base", bucket=BUCKET, **OWN_DATA)
+  # pretrain.py parses the same items (its own keys include every one of these).
+  pre = pretrain.get_config(",".join(f"{k}={v}" for k, v in arg.items()))
   variant = pre.variant
   shapes_world = variant in SHAPES_SIZES
   s = _shapes_schedule(variant, demo, pre) if shapes_world else base
   c = pre
-  c.data.sources = [
-    dict(name=task, source="shapes:train" if shapes_world else s["train"], task=task, weight=1.0)
-  ]
+  c.stage = "finetune"
+  train_source = arg.source or ("shapes:train" if shapes_world else s["train"])
+  c.data.sources = [dict(name=task, source=train_source, task=task, weight=1.0)]
   c.data.sampling.policy = "static"  # one source: nothing to adapt
   # Pretraining's tagging loss stays off: a task's target (an answer, a label) names only
   # part of what the image shows. config.data.tags stays, so the model keeps its tag head
@@ -109,10 +162,15 @@ def finetune(
   c.ckpt_every_steps = s["total_steps"] if shapes_world else 1000
   c.keep_checkpoints = 1 if shapes_world else 3
   c.log_every_steps = s.get("log_every", 50 if shapes_world else 100)
-  c.init_from = ""  # pretraining workdir or step dir; see the docstring above
-  eval_sources = (
-    {"val": "shapes:validation", "heldout": "shapes:heldout"} if shapes_world else s["evals"]
-  )
+  # The pretraining workdir or step dir (see the docstring above), required: "none" trains
+  # from random initialisation on purpose (jarl/config_checks.py, check_init_from).
+  c.init_from = ""
+  if arg.source:
+    eval_sources = {"val": arg.source}
+  elif shapes_world:
+    eval_sources = {"val": "shapes:validation", "heldout": "shapes:heldout"}
+  else:
+    eval_sources = s["evals"]
   c.evals = {}
   for name, source in eval_sources.items():
     c.evals[name] = dict(
@@ -120,7 +178,8 @@ def finetune(
       task=task,
       source=source,
       every_steps=s["eval_every"],
-      # shapes: 1024 scenes (one question/hypothesis each); base: the whole split.
+      # shapes sizes: 1024 examples (shapes: scenes, one question/hypothesis each), also of
+      # a `source=`; base: the whole split.
       num_examples=s.get("eval_examples", 1024) if shapes_world else 0,
       batch_size=s.get("eval_batch_size", 64) if shapes_world else 1024,
       beam_size=1,

@@ -27,15 +27,14 @@ Commands (`init_from` = a pretraining workdir, or one of its `checkpoints/<step>
 
 import ml_collections
 
-from configs import common, pretrain
+from configs import common
 
 VARIANTS = common.FINETUNE_VARIANTS
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = common.parse_arg(arg, variants=VARIANTS, variant="base", bucket=common.BUCKET)
   return common.finetune(
-    pretrain.get_config(f"{arg.variant},bucket={arg.bucket}"),
+    arg,
     "caption",
     demo=dict(
       total_steps=500,

@@ -27,6 +27,11 @@ an axis not given is 1, `data` takes the remaining devices unless set). `bucket=
 sets where base/large read their tokenizer and shards (`<bucket>/spm/c4_en_32k.model`,
 `<bucket>/cc12m/*.arrayrecord`); launch/tpu_vm.sh passes its `--bucket`.
 
+Your own images and captions (configs/common.py, `own_data`): shards of
+jarl.tools.convert and a tokenizer of jarl.tools.make_tokenizer, one key each:
+  python -m jarl.main --workdir=/tmp/mine --config=configs/pretrain.py:demo,\
+source=arrayrecord:/data/*.arrayrecord,tokenizer=/data/spm.model,text_len=16,target_len=24
+
 More commands:
   python -m jarl.tools.flops --config=configs/pretrain.py:base --config.model.fusion.type=concat
 """
@@ -234,13 +239,21 @@ def _data(variant, bucket):
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(
-    arg, variants=VARIANTS, variant="base", data=-1, fsdp=1, model=1, bucket=common.BUCKET
+    arg,
+    variants=VARIANTS,
+    variant="base",
+    data=-1,
+    fsdp=1,
+    model=1,
+    bucket=common.BUCKET,
+    **common.OWN_DATA,
   )
   variant = arg.variant
   # tiny and bench are the demo with the overrides at the end (_tiny, _bench).
   scale = "demo" if variant in common.SHAPES_SIZES else variant
   c = ml_collections.ConfigDict()
   c.variant = variant
+  c.stage = "pretrain"  # or "finetune" (configs/common.py, finetune)
   c.seed = 0
   c.model = _model(scale)
   c.data = _data(scale, arg.bucket)
@@ -316,6 +329,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     _tiny(c)
   elif variant == "bench":
     _bench(c)
+  common.own_data(c, arg)
   return c
 
 

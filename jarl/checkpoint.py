@@ -9,8 +9,10 @@ directory appears only once complete); a latest checkpoint that still fails to l
 reported and the previous one is used.
 """
 
+import contextlib
 import dataclasses
 import json
+import logging as std_logging
 from typing import Any
 
 from absl import logging
@@ -204,6 +206,31 @@ class Checkpointer:
     self._manager.close()
 
 
+class _NoItemMetadataWarning(std_logging.Filter):
+  """Drops Orbax's 'Metadata file does not exist: <step>/state/_CHECKPOINT_METADATA'.
+
+  load_params opens the `state` item directory with a plain Checkpointer, which looks for
+  the step's metadata file there; CheckpointManager writes it one level up, in the step
+  directory, so nothing is missing and the restore is unaffected.
+  """
+
+  def filter(self, record):
+    return not (
+      record.msg == "Metadata file does not exist: %s"
+      and str(record.args[0]).endswith(f"/{STATE}/_CHECKPOINT_METADATA")
+    )
+
+
+@contextlib.contextmanager
+def _quiet_item_metadata_warning():
+  quiet, absl_logger = _NoItemMetadataWarning(), std_logging.getLogger("absl")  # Orbax's
+  absl_logger.addFilter(quiet)
+  try:
+    yield
+  finally:
+    absl_logger.removeFilter(quiet)
+
+
 def load_params(path: str, abstract_params) -> tuple[Any, dict[str, list[str]]]:
   """Parameters from another run's checkpoint for `config.init_from`; no optimizer state.
 
@@ -212,7 +239,12 @@ def load_params(path: str, abstract_params) -> tuple[Any, dict[str, list[str]]]:
   the caller's fresh values. Returns ({keystr path: NumPy array} of the loadable leaves,
   report) where report lists `missing`, `unexpected` and `mismatched` leaves.
   """
-  step_dir = _resolve_step_dir(epath.Path(path))
+  step_dir = find_step_dir(path)
+  with _quiet_item_metadata_warning():
+    return _load_params(path, step_dir, abstract_params)
+
+
+def _load_params(path: str, step_dir: epath.Path, abstract_params):
   saved_tree = ocp.StandardCheckpointer().metadata(step_dir / STATE).item_metadata.tree
   if "params" not in saved_tree:
     raise ValueError(f"config.init_from={path!r}: {step_dir / STATE} has no 'params'")
@@ -250,11 +282,19 @@ def load_params(path: str, abstract_params) -> tuple[Any, dict[str, list[str]]]:
   return {k: v for k, v in loaded.items() if wanted.get(k) == v.shape}, report
 
 
-def _resolve_step_dir(path: epath.Path) -> epath.Path:
-  if (path / STATE).exists():
-    return path
-  root = path / "checkpoints" if (path / "checkpoints").exists() else path
+def find_step_dir(path: str) -> epath.Path:
+  """The step directory `path` names: itself, or a workdir's (or its `checkpoints/`'s)
+  latest step. FileNotFoundError naming config.init_from when there is none."""
+  directory = epath.Path(path)
+  if not directory.is_dir():
+    raise FileNotFoundError(f"config.init_from={path!r}: no such directory")
+  if (directory / STATE).exists():
+    return directory
+  root = directory / "checkpoints" if (directory / "checkpoints").exists() else directory
   steps = sorted((int(p.name) for p in root.iterdir() if p.name.isdigit()), reverse=True)
   if not steps:
-    raise FileNotFoundError(f"config.init_from={str(path)!r}: no checkpoint found there")
+    raise FileNotFoundError(
+      f"config.init_from={path!r}: no checkpoint there (expected a training workdir, its "
+      "checkpoints/ directory or one checkpoints/<step> directory)"
+    )
   return root / str(steps[0])

@@ -4,26 +4,95 @@ Each group of keys has its one checker: model keys the typed model config
 (`jarl.models.model.build`), `config.losses` the objective (`jarl.losses`), the batch
 layout against the model here, training keys here (`check_training`), data sources and
 tags by the pipeline when it opens them. Every message names the config key and its value.
+`check_run` adds what a run needs of the files it names (workdir, init_from, sources);
+jarl.main prints any of these errors as one line and exits with status 2.
 """
 
 import os
 
 import jax
 
-from jarl import losses
-from jarl.data import tokenizer
+from jarl import checkpoint, losses
+from jarl.data import sources, tokenizer
 from jarl.models import model as model_lib
 from jarl.models import model_init
 
+# `config.init_from` that starts a fine-tune from random initialisation on purpose.
+NO_INIT = "none"
+
+
+class ConfigError(ValueError):
+  """A mistake in the run's config, flags or the files they name, found before training."""
+
 
 def check(config, num_batch_shards: int) -> None:
-  """Raises ValueError naming the first bad field of the run config `config`."""
+  """Raises ValueError naming the first bad field of the run config `config`.
+
+  Offline: reads local tokenizer and model_init files only (jarl.tools.plan sizes runs with
+  it, away from their data and checkpoints).
+  """
   model_lib.build(config)
   losses.make_objective(config)
   check_layout(config)
   check_tokenizer(config)
   check_training(config, num_batch_shards)
   check_init(config)
+
+
+def check_run(config, workdir: str, num_batch_shards: int) -> None:
+  """`check`, then what a run in `workdir` needs of the files the config names: the
+  workdir, `init_from`, and a file for every source glob. ConfigError for any of them."""
+  try:
+    check(config, num_batch_shards)
+    check_workdir(workdir)
+    check_init_from(config)
+    check_sources(config)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+
+
+def init_from(config) -> str:
+  """The run to load parameters from: config.init_from, or "" for none (NO_INIT)."""
+  path = config.get("init_from", "")
+  return "" if path == NO_INIT else path
+
+
+def check_workdir(workdir: str) -> None:
+  """A local `--workdir` is made now (the run writes there next) and must be writable."""
+  if "://" in workdir:  # gs:// and the like: the first write tells
+    return
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f"--workdir={workdir}: is a file, not a directory")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"--workdir={workdir}: cannot make it ({e.strerror}: {e.filename})") from None
+  if not os.access(workdir, os.W_OK | os.X_OK):
+    raise ValueError(f"--workdir={workdir}: not writable")
+
+
+def check_init_from(config) -> None:
+  """A fine-tune names the run it starts from (or NO_INIT); the run must hold a checkpoint."""
+  path = config.get("init_from", "")
+  if config.get("stage", "") == "finetune" and not path and not config.get("model_init", ""):
+    raise ValueError(
+      "config.init_from is empty: a fine-tune starts from a pretraining run; set "
+      f"--config.init_from=<its workdir>, or --config.init_from={NO_INIT} to train from "
+      "random initialisation on purpose"
+    )
+  if init_from(config):
+    try:
+      checkpoint.find_step_dir(path)
+    except FileNotFoundError as e:
+      raise ValueError(str(e)) from None
+
+
+def check_sources(config) -> None:
+  """Every training and evaluation source parses; every ArrayRecord glob matches a file."""
+  for i, s in enumerate(config.data.sources):
+    sources.parse(s["source"], where=f"config.data.sources[{i}].source")
+  for name, e in config.get("evals", {}).items():
+    sources.parse(e["source"], where=f"config.evals.{name}.source")
 
 
 def check_layout(config) -> None:
@@ -73,7 +142,7 @@ def check_init(config) -> None:
   """`init_from` (our run's params) and `model_init` (public tower checkpoints) exclude
   each other; model_init's files must exist and its dont_load regexes compile."""
   init = config.get("model_init", "")
-  if init and config.get("init_from", ""):
+  if init and init_from(config):
     raise ValueError(
       f"config.init_from={config.init_from!r} and config.model_init={init!r}: set one; "
       "init_from loads a whole JARL run, model_init public towers into a fresh model"

@@ -90,32 +90,6 @@ def command(checkpoint: str, task: str) -> str:
   return shlex.join(args + extra)
 
 
-class NoItemMetadataWarning(logging.Filter):
-  """Drops Orbax's 'Metadata file does not exist: <step>/state/_CHECKPOINT_METADATA'.
-
-  checkpoint.load_params opens the `state` item directory with a plain Checkpointer, which
-  looks for the step's metadata file there; CheckpointManager writes it one level up, in
-  the step directory, so nothing is missing and the restore is unaffected.
-  """
-
-  def filter(self, record):
-    return not (
-      record.msg == "Metadata file does not exist: %s"
-      and str(record.args[0]).endswith(f"/{checkpoint.STATE}/_CHECKPOINT_METADATA")
-    )
-
-
-@contextlib.contextmanager
-def quiet_item_metadata_warning():
-  """Orbax's benign missing-metadata warning (`NoItemMetadataWarning`) left unlogged."""
-  quiet, absl_logger = NoItemMetadataWarning(), logging.getLogger("absl")  # Orbax logs here
-  absl_logger.addFilter(quiet)
-  try:
-    yield
-  finally:
-    absl_logger.removeFilter(quiet)
-
-
 def load_config(directory: str) -> tuple[ml_collections.ConfigDict, epath.Path]:
   """(config, config file) of a workdir or a `<workdir>/checkpoints/<step>` directory."""
   path = epath.Path(directory)
@@ -219,8 +193,7 @@ class Predictor:
       directory if (epath.Path(directory) / checkpoint.STATE).exists() else str(config_file.parent)
     )
     try:
-      with quiet_item_metadata_warning():
-        loaded, report = checkpoint.load_params(ckpt, abstract)
+      loaded, report = checkpoint.load_params(ckpt, abstract)
     except Exception as e:  # pylint: disable=broad-except
       raise PredictError(
         f"{ckpt}: no loadable checkpoint ({type(e).__name__}: {' '.join(str(e).split())[:200]})"

@@ -134,7 +134,7 @@ def initial_state(config, trainer: Trainer) -> train_step_lib.TrainState:
   state = jax.jit(init, out_shardings=trainer.state_sharding)(jax.random.key(config.seed))
   if config.get("model_init", ""):
     return _load_model_init(config, state)
-  if not config.init_from:
+  if not config_checks.init_from(config):
     return state
   loaded, report = checkpoint.load_params(config.init_from, trainer.abstract_state.params)
   logging.info(
@@ -193,15 +193,23 @@ def _next_command(config, workdir: str) -> str:
   """What to run with this run's checkpoint: predict for a one-task (fine-tuning) run,
   else the fine-tuning command that starts from it."""
   tasks = {s["task"] for s in config.data.sources}
-  if len(tasks) == 1 and tasks <= set(predict.TASKS):
+  if config.get("stage", "") == "finetune" and len(tasks) == 1 and tasks <= set(predict.TASKS):
     (task,) = tasks
     return f"  next: {task} on your own images:\n    {predict.command(workdir, task)}"
   workdir = workdir.rstrip("/")
+  variant, data_arg = config.get("variant", "<size>"), config.get("data_arg", "")
+  if "source=" in data_arg:  # the user's own records, with captions: caption them
+    head, name = "  next: fine-tune it for captioning on the same data:", "finetune_caption"
+  else:
+    head = (
+      "  next: fine-tune it for VQA (configs/finetune_caption.py and finetune_entailment.py alike):"
+    )
+    name = "finetune_vqa"
+  arg = f"{variant},{data_arg}" if data_arg else variant
   return (
-    "  next: fine-tune it for VQA (configs/finetune_caption.py and finetune_entailment.py "
-    "alike):\n    python -m jarl.main "
-    f"--config=configs/finetune_vqa.py:{config.get('variant', '<size>')} "
-    f"{shlex.quote('--workdir=' + workdir + '_vqa')} "
+    f"{head}\n    python -m jarl.main "
+    f"{shlex.quote(f'--config=configs/{name}.py:{arg}')} "
+    f"{shlex.quote('--workdir=' + workdir + '_' + name.split('_')[1])} "
     f"{shlex.quote('--config.init_from=' + workdir)}"
   )
 
@@ -242,9 +250,15 @@ def train_and_evaluate(config, workdir: str) -> train_step_lib.TrainState:
   # ---- Build and check everything before compiling anything. ----
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_rules(config.logical_axis_rules, mesh)
-  config_checks.check(config, sharding.batch_shards(mesh, config.logical_axis_rules))
-  tok = tokenizer.load(config.data.tokenizer)
-  config_checks.check_tokenizer(config, tok.vocab_size)
+  config_checks.check_run(config, workdir, sharding.batch_shards(mesh, config.logical_axis_rules))
+  try:
+    tok = tokenizer.load(config.data.tokenizer)
+    config_checks.check_tokenizer(config, tok.vocab_size)
+  except (OSError, ValueError) as e:  # a missing or remote-unreadable file too
+    raise config_checks.ConfigError(str(e)) from e
+  logging.info(
+    "JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices()
+  )
 
   with jax.set_mesh(mesh):
     trainer = make_trainer(config, mesh)

@@ -547,10 +547,20 @@ class EvalData:
     self.task = eval_config["task"]
     src = _source_for(data_config, eval_config["source"], f"{where}.source")
     num = int(eval_config.get("num_examples", len(src)) or len(src))
-    if not 0 < num <= len(src):
+    if num < 0 or not len(src):
       raise ValueError(
         f"{where}.num_examples={num}: the source {eval_config['source']!r} has {len(src)} records"
       )
+    if num > len(src):  # a size's default count over a small own dataset: all of it
+      logging.warning(
+        "%s.num_examples=%d but %s.source=%r has %d records: evaluating on all of them.",
+        where,
+        num,
+        where,
+        eval_config["source"],
+        len(src),
+      )
+      num = len(src)
     self.num_examples = num
     per_process = -(-num // process_count)
     self.num_batches = -(-per_process // self.batch_size)

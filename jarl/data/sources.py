@@ -176,8 +176,12 @@ def _glob(pattern: str) -> list[str]:
   return sorted(globlib.glob(pattern))
 
 
-def make_source(spec: str, *, image_size: int, where: str, tfds_data_dir: str | None = None):
-  """The source for `spec`; `where` names the config key in error messages."""
+def parse(spec: str, *, where: str) -> tuple[str, tuple]:
+  """`spec` checked without opening anything but a glob's folder: (kind, arguments).
+
+  ("shapes", (split, noise)), ("tfds", (name, split)) or ("arrayrecord", (paths,)).
+  ValueError naming `where` (the config key) for a bad spec or a glob matching nothing.
+  """
   kind, _, rest = spec.partition(":")
   if kind == "shapes":
     split, *opts = rest.split(",")
@@ -191,18 +195,29 @@ def make_source(spec: str, *, image_size: int, where: str, tfds_data_dir: str | 
       raise ValueError(
         f"{where}={spec!r}: unknown shapes split; choose from {sorted(shapes.SPLITS)}"
       )
-    return ShapesSource(split, image_size, noise)
+    return kind, (split, noise)
   if kind == "tfds":
     name, sep, split = rest.rpartition(":")
     if not sep or not name or not split:
       raise ValueError(f"{where}={spec!r}: expected tfds:<name>[/<config>]:<split>")
-    return TfdsSource(name, split, tfds_data_dir)
+    return kind, (name, split)
   if kind == "arrayrecord":
     paths = _glob(rest)
     if not paths:
       raise ValueError(f"{where}={spec!r}: no files match {rest!r}")
-    return RecordSource(paths)
+    return kind, (paths,)
   raise ValueError(
     f"{where}={spec!r}: unknown source; use shapes:<split>, "
     "tfds:<name>/<config>:<split> or arrayrecord:<glob>"
   )
+
+
+def make_source(spec: str, *, image_size: int, where: str, tfds_data_dir: str | None = None):
+  """The source for `spec`; `where` names the config key in error messages."""
+  kind, args = parse(spec, where=where)
+  if kind == "shapes":
+    split, noise = args
+    return ShapesSource(split, image_size, noise)
+  if kind == "tfds":
+    return TfdsSource(*args, tfds_data_dir)
+  return RecordSource(*args)

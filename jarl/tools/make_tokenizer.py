@@ -17,9 +17,10 @@ default: on a few dozen captions SentencePiece's unigram model cannot grow past 
 pieces and still spells words in letters.
 
 Then it prints the vocabulary size, the share of the text the pieces cover, percentiles
-of the token lengths the pipeline will see, and the `--config.…=` flags that fit them:
-lengths that hold 99% of each kind of text, rounded up to a multiple of 8 (the pipeline
-truncates the rest and logs data/truncated). Errors name the flag and exit with status 2.
+of the token lengths the pipeline will see, and the config that fits them (the one-key
+`source=...,tokenizer=...,text_len=...,target_len=...` argument of configs/common.py, and
+the same as `--config.…=` flags): lengths that hold 99% of each kind of text, rounded up to
+a multiple of 8 (the pipeline truncates the rest, logs data/truncated and warns above 5%). Errors name the flag and exit with status 2.
 """
 
 import argparse
@@ -44,7 +45,7 @@ NORMALIZATIONS = ("nmt_nfkc_cf", "nmt_nfkc", "nfkc_cf", "nfkc", "identity")
 
 def read_texts(spec: str) -> dict[str, list[str]]:
   """The texts of `spec` per field of FIELDS; UsageError naming --captions."""
-  shards = spec.endswith(".arrayrecord") or any(c in spec for c in "*?[")
+  shards = _is_shards(spec)
   texts = {f: [] for f in FIELDS}
   if shards:
     # The pipeline's own reader: the same records, the same canonical fields.
@@ -152,8 +153,14 @@ def _fit(lengths: np.ndarray) -> int:
   return 8 * math.ceil(float(np.percentile(lengths, 99, method="higher")) / 8)
 
 
-def report(out: str, data: bytes, texts: dict[str, list[str]]) -> list[str]:
-  """The lines printed after training: size, coverage, lengths, config flags."""
+def _is_shards(spec: str) -> bool:
+  return spec.endswith(".arrayrecord") or any(c in spec for c in "*?[")
+
+
+def report(out: str, data: bytes, texts: dict[str, list[str]], captions: str = "") -> list[str]:
+  """The lines printed after training: size, coverage, lengths, the config that fits.
+
+  `captions`: the --captions value; shards are named as the config's source."""
   tok = tokenizer.load(out)  # as the pipeline loads it: checks pad and eos
   sp = spm.SentencePieceProcessor(model_proto=data)
   cov = coverage(sp, [t for vs in texts.values() for t in vs])
@@ -174,9 +181,14 @@ def report(out: str, data: bytes, texts: dict[str, list[str]]) -> list[str]:
     lines.append(f"  {field:<10} {key:<10} {what:<34} " + " ".join(f"{s:>4}" for s in stats))
     fits[key] = max(fits[key], _fit(lengths))
   text_len, target_len = fits["text_len"], fits["target_len"]
+  source = (
+    f"arrayrecord:{os.path.abspath(captions)}" if _is_shards(captions) else "arrayrecord:<shards>"
+  )
   lines += [
-    "config flags (text_len/target_len hold 99% of each row; the model's position "
-    "embeddings must be at least as long):",
+    "the config that fits (text_len/target_len hold 99% of each row; configs/common.py):",
+    f"  --config=configs/pretrain.py:demo,source={source},tokenizer={os.path.abspath(out)},"
+    f"text_len={text_len},target_len={target_len}",
+    "or as flags on any config:",
     f"  --config.data.tokenizer={os.path.abspath(out)} --config.model.vocab_size={tok.vocab_size}"
     f" --config.data.text_len={text_len} --config.model.text.max_len={text_len}"
     f" --config.data.target_len={target_len} --config.model.decoder.max_len={target_len}",
@@ -204,7 +216,7 @@ def make(captions: str, vocab_size: int, out: str, **options) -> list[str]:
       f.write(data)
   except OSError as e:
     raise UsageError(f"--out={out}: {e.strerror}") from None
-  return report(out, data, texts)
+  return report(out, data, texts, captions)
 
 
 class _Parser(argparse.ArgumentParser):
