@@ -141,7 +141,9 @@ def title(rec: dict[str, Any]) -> str:
   """The record's title, else the first docstring line of the benchmark it is named after."""
   if rec.get("title"):
     return rec["title"]
-  for path in rec.get("depends", []):
+  # The longest matching name: demo_finetune_caption is demo_finetune.py's, not demo.py's.
+  paths = sorted(rec.get("depends", []), key=lambda p: -len(pathlib.PurePosixPath(p).stem))
+  for path in paths:
     stem = pathlib.PurePosixPath(path).stem
     if path.endswith(".py") and rec["name"].startswith(stem) and (ROOT / path).exists():
       doc = ast.get_docstring(ast.parse((ROOT / path).read_text()))

@@ -81,8 +81,9 @@ def _question_length(config):
   return config
 
 
+# Not in CI (~50 s): tests/test_own_data.py runs pretrain -> fine-tune -> predict there; this
+# one adds the demo's tagging loss, VQA's val/heldout evaluation and predict's answers.
 @pytest.mark.slow
-@pytest.mark.ci
 def test_pretrain_then_finetune_vqa_then_predict(tmp_path):
   pre_dir, vqa_dir = str(tmp_path / "pre"), str(tmp_path / "vqa")
   # As the demo: pretraining with its image tagging loss, fine-tuning without it.
