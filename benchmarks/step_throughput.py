@@ -5,12 +5,15 @@ r"""Train-step throughput of JARL vs co-tokenization and concat at equal towers,
     python -m benchmarks.step_throughput --quick         # CI smoke: tiny batch, 3 steps
 
 Each figure is the median of the timed steps after compilation. `utilization` is the
-step's achieved FLOP/s (XLA-counted) over the dense-matmul FLOP/s this process reaches on
-the same device, so it carries across machines; on a GPU/TPU `mfu` is against the chip's
-bf16 peak. The last line is one JSON object.
+step's achieved FLOP/s (XLA-counted, all devices) over the dense-matmul FLOP/s this process
+reaches on one device times the device count, so it carries across machines; on a GPU/TPU
+`mfu` is against the chips' bf16 peak (per device, times the count). The last line is one
+JSON object.
 """
 
 import argparse
+
+import jax
 
 from benchmarks import record
 from benchmarks.step_timer import chip_peak, matmul_flops_per_sec, time_train_step
@@ -25,8 +28,11 @@ def main():
   parser.add_argument("--quick", action="store_true")
   args = parser.parse_args()
   steps = 3 if args.quick else args.steps
-  matmul = matmul_flops_per_sec()
+  # The step runs on every device (time_train_step's mesh); the matmul and peak are one's.
+  devices = jax.device_count()
+  matmul = matmul_flops_per_sec() * devices
   kind, peak = chip_peak()
+  peak = peak * devices if peak else None
   results = {}
   # co_tokenization with the demo's earlier fusion settings where the variant is the demo
   # (8 joint tokens, the decoder reading them): the demo's fusion until it became jarl.
@@ -55,6 +61,7 @@ def main():
     dict(
       variant=args.variant,
       device=kind,
+      devices=devices,
       steps=steps,
       matmul_gflops_per_sec=matmul / 1e9,
       settings=results,
