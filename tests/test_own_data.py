@@ -2,7 +2,6 @@
 jarl.tools.convert -> jarl.tools.make_tokenizer -> pretraining with the one-key data
 switch -> a captioning fine-tune -> jarl.predict."""
 
-import os
 import random
 import re
 import subprocess
@@ -11,6 +10,7 @@ import sys
 import numpy as np
 from PIL import Image
 import pytest
+import train_fixtures
 
 from configs import finetune_caption, pretrain
 from jarl import metrics_writer
@@ -39,7 +39,11 @@ def _photos(folder, n: int) -> list[str]:
 
 def _run(*args) -> subprocess.CompletedProcess:
   proc = subprocess.run(
-    [sys.executable, "-m", *args], capture_output=True, text=True, env=dict(os.environ)
+    [sys.executable, "-m", *args],
+    cwd=train_fixtures.repo_root(),  # the configs' relative paths
+    env=train_fixtures.main_env(),
+    capture_output=True,
+    text=True,
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import train_fixtures
 
 from configs import finetune_caption
 from jarl import config_checks
@@ -15,7 +16,12 @@ CAPTION = "--config=configs/finetune_caption.py:tiny"
 
 def _main(*args) -> subprocess.CompletedProcess:
   return subprocess.run(
-    [sys.executable, "-m", "jarl.main", *args], capture_output=True, text=True, timeout=300
+    [sys.executable, "-m", "jarl.main", *args],
+    cwd=train_fixtures.repo_root(),  # the configs' relative paths
+    env=train_fixtures.main_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
   )
 
 
