@@ -1,8 +1,13 @@
-r"""The paper's Tables 2-4 (PAPER.md, as summarised) on our model: the cost part.
+r"""The paper's Tables 2-4 (PAPER.md, as summarised) on our model: cost and accuracy.
 
-    python -m benchmarks.paper_tables --part=cost            # base; compile only (~25 min
+    python -m benchmarks.paper_tables --part=cost            # base; compile only (~8 min
                                                              # on 2 CPU cores)
     python -m benchmarks.paper_tables --part=cost --quick    # tiny sizes (tests)
+    python -m benchmarks.paper_tables --part=accuracy        # trains every arm x 3 seeds
+    python -m benchmarks.paper_tables --part=accuracy --quick
+
+The accuracy part is benchmarks/paper_accuracy.py (its docstring has the protocol); the
+rest of this docstring is the cost part.
 
 Every arm is configs/pretrain.py at one size (`base`; --quick: `tiny`) with only
 `config.model.fusion` changed, so towers, decoder and text lengths are equal:
@@ -24,11 +29,15 @@ written to docs/results/paper_tables.json under the key `cost` (see record.py).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import pathlib
+import sys
+import tempfile
 
 import jax
 
-from benchmarks import record
+from benchmarks import paper_accuracy, paper_verdicts, record
 from configs import pretrain
 from jarl import batch as batch_lib
 from jarl.models import model as model_lib
@@ -212,14 +221,79 @@ def print_tables(result: dict):
   print(json.dumps(result["checks"], indent=1, sort_keys=True, default=str))
 
 
+def accuracy_summary(protocol, runs_dir: pathlib.Path) -> dict:
+  """Every recorded run summarised: arms (figures, GFLOPs), verdicts, markdown tables."""
+  pa = paper_accuracy
+  arms = paper_verdicts.summarise(pa.collect(runs_dir, protocol))
+  for name, a in arms.items():
+    pre = pa.configs(protocol, pa.ARMS[name][0], a["seeds"][0])["pretrain"]
+    a["overrides"] = pa.ARMS[name][0]
+    a["trained"] = a["pretrain_loss_last_mean"] < a["pretrain_loss_first_mean"]
+    a["gflops_demo"] = flops.measure(pre, batch_size=1, parts=False)["forward_gflops_per_example"]
+    a["gflops_base"] = None if protocol.quick else pa.base_gflops(pre)
+  result = dict(
+    protocol=dataclasses.asdict(protocol),
+    reference=pa.REFERENCE,
+    arms=arms,
+    verdicts=paper_verdicts.verdicts(arms),
+  )
+  result["markdown"] = paper_verdicts.markdown(result)
+  return result
+
+
+def accuracy(args) -> dict:
+  """Runs the arms x seeds not yet recorded, then summarises every recorded run."""
+  protocol = paper_accuracy.QUICK if args.quick else paper_accuracy.PROTOCOL
+  root = args.workdir or tempfile.mkdtemp(prefix="jarl_paper_tables_")
+  # --quick records nothing in docs/: its runs go to the work folder.
+  base = pathlib.Path(root) if args.quick else record.results_dir()
+  runs_dir = base / paper_accuracy.RUNS_DIR
+  names = args.arms.split(",") if args.arms else list(paper_accuracy.ARMS)
+  unknown = [n for n in names if n not in paper_accuracy.ARMS]
+  if unknown:
+    raise SystemExit(f"--arms: unknown {unknown}; choose from {list(paper_accuracy.ARMS)}")
+  seeds = [int(s) for s in args.seeds.split(",")]
+  todo = paper_accuracy.pending(runs_dir, names, seeds, protocol, args.rerun)
+  print(f"accuracy: {len(todo)} runs to do ({len(names) * len(seeds) - len(todo)} recorded)")
+
+  def argv_for(name, seed):
+    argv = [sys.executable, "-m", "benchmarks.paper_tables", "--part=accuracy", "--jobs=1"]
+    argv += [f"--arms={name}", f"--seeds={seed}", f"--workdir={root}", "--runs_only", "--rerun"]
+    return argv + (["--quick"] if args.quick else [])
+
+  paper_accuracy.run_pending(
+    todo, protocol=protocol, runs_dir=runs_dir, root=root, jobs=args.jobs, argv_for=argv_for
+  )
+  if args.runs_only:
+    return {}
+  result = accuracy_summary(protocol, runs_dir)
+  print("\n".join(result["markdown"]))
+  return result
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--part", choices=("cost",), required=True)
+  parser.add_argument("--part", choices=("cost", "accuracy"), required=True)
   parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run, not recorded)")
+  accuracy_flags = parser.add_argument_group("--part=accuracy")
+  accuracy_flags.add_argument("--arms", default="", help="comma-separated (default: all)")
+  accuracy_flags.add_argument("--seeds", default="0,1,2")
+  accuracy_flags.add_argument("--rerun", action="store_true", help="repeat recorded runs")
+  accuracy_flags.add_argument(
+    "--jobs", type=int, default=2, help="runs at once, each on its share of the cores"
+  )
+  accuracy_flags.add_argument("--workdir", default="", help="default: a fresh temporary folder")
+  accuracy_flags.add_argument(
+    "--runs_only", action="store_true", help="record the runs, skip the summary"
+  )
   args = parser.parse_args()
-  size = "tiny" if args.quick else "base"
-  result = cost_part(size)
-  print_tables(result)
+  if args.part == "accuracy":
+    result = accuracy(args)
+    if args.runs_only:
+      return
+  else:
+    result = cost_part("tiny" if args.quick else "base")
+    print_tables(result)
   # One record holds every part: keep the parts this run did not measure.
   previous = record.results_dir() / "paper_tables.json"
   parts = json.loads(previous.read_text())["result"] if previous.exists() else {}
