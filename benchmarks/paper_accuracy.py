@@ -188,10 +188,14 @@ def run_one(name: str, seed: int, protocol: Protocol, root: str) -> dict:
       out["pretrain_loss_first"], out["pretrain_loss_last"] = losses[0], losses[-1]
       continue
     if phase == "vqa":
+      at = {}  # step -> its evaluations (each split is its own metrics line)
+      for r in metrics_writer.read_jsonl(workdir):
+        if "val/accuracy" in r or "heldout/accuracy" in r:
+          at.setdefault(r["step"], {}).update(r)
       out["vqa_curve"] = [
-        [r["step"], r["val/accuracy"], r.get("heldout/accuracy")]
-        for r in metrics_writer.read_jsonl(workdir)
-        if "val/accuracy" in r and r["step"] > 0
+        [step, r.get("val/accuracy"), r.get("heldout/accuracy")]
+        for step, r in sorted(at.items())
+        if step > 0
       ]
     final = _final(workdir, config.total_steps)
     for split in ("val", "heldout"):
@@ -226,12 +230,18 @@ def base_gflops(pre_config) -> float:
   return flops.measure(config, batch_size=1, parts=False)["forward_gflops_per_example"]
 
 
-def run_file(runs_dir: pathlib.Path, name: str, seed: int, protocol: Protocol, result: dict):
-  """Writes one finished run, stamped like a record (commit, machine, date)."""
+def run_file(
+  runs_dir: pathlib.Path, name: str, seed: int, protocol: Protocol, result: dict, start=None
+):
+  """Writes one finished run, stamped like a record (commit, machine, date). `start`: a
+  record.make stamp from when the run began, whose commit and dirty flag are the code's
+  (a commit made during a run half an hour long is not what it ran)."""
   settings = dict(
     arm=name, seed=seed, protocol=dataclasses.asdict(protocol), overrides=ARMS[name][0]
   )
   rec = record.make(f"paper_tables/{name}_seed{seed}", result, settings)
+  if start is not None:
+    rec.update(commit=start["commit"], dirty=start["dirty"])
   rec["command"] = (
     f"python -m benchmarks.paper_tables --part=accuracy --arms={name} --seeds={seed} --rerun"
   )
@@ -255,9 +265,10 @@ def run_pending(todo, *, protocol, runs_dir, root, jobs: int, argv_for):
   processes (`argv_for(name, seed)`), each pinned to its own share of the cores."""
   if jobs == 1:
     for name, seed in todo:
+      start = record.make("start", {})
       result = run_one(name, seed, protocol, root)
       print_run(name, seed, result)
-      run_file(runs_dir, name, seed, protocol, dict(result, seed=seed))
+      run_file(runs_dir, name, seed, protocol, dict(result, seed=seed), start)
     return
   cores = sorted(os.sched_getaffinity(0))
   share = max(len(cores) // jobs, 1)

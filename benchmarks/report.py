@@ -44,6 +44,13 @@ HEADLINE = (
     [("ratio", "paper_tables", "cost.checks.jarl_over_concat_memory.value")],
   ),
   (
+    "shapes VQA accuracy (val), Table 3 on accuracy, 3 seeds: JARL / concat (paper GQA: 79.1 / 78.9)",
+    [
+      ("", "paper_tables", "accuracy.arms.jarl.val_vqa_mean"),
+      ("", "paper_tables", "accuracy.arms.concat.val_vqa_mean"),
+    ],
+  ),
+  (
     "train-step examples/s, `demo` on 2 CPU cores: JARL / co-tokenization / concat",
     [
       ("", "step_throughput", "settings.jarl.examples_per_sec"),
@@ -198,10 +205,14 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def render_result(result: dict[str, Any]) -> list[str]:
   """Scalars as one figure/value table; each dict of dicts (per fusion, per policy...) as a
-  table with a row per key; long per-run lists (`runs`, `points`) are left to the JSON."""
+  table with a row per key; long per-run lists (`runs`, `points`) are left to the JSON. A
+  part that renders itself (a `markdown` list of lines, e.g. paper_tables' accuracy) is
+  shown as those lines under its key."""
   scalars, lines = {}, []
   for key, value in result.items():
-    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+    if isinstance(value, dict) and isinstance(value.get("markdown"), list):
+      lines += ["", f"### {key}", "", *value["markdown"]]
+    elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
       rows = {name: pair_std(flatten(v)) for name, v in value.items()}
       columns = list(dict.fromkeys(c for r in rows.values() for c in r))
       lines += ["", f"`{key}`:", ""]
