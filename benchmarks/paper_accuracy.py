@@ -16,11 +16,14 @@ can be completed over several sittings; `--rerun` repeats the named runs. The su
 paper's figures, and a verdict per claim) is the `accuracy` part of
 docs/results/paper_tables.json.
 
-How the protocol was chosen (before any arm but `jarl` was run; docs/benchmarks.md):
-the reference arm is the demo's fusion (N = 16, K = 2, spatial, gated, decoder reading
-[t; f_N]), the shape-noun tagging loss and conv stem are the demo's (without them the ViT
-does not learn shape in any short budget, experiments/shape_learning), and the sizes were
-cut until one run fit ~4 minutes on 2 idle cores while `jarl` still passed 85% val VQA.
+How the protocol was chosen, on the reference arm `jarl` alone and by a rule fixed first
+(BAR_VAL_VQA: the best arm must reach 85% val VQA), never by the arms' ordering: the demo
+model and recipe as they are (64 px, conv stem, the shape-noun tagging loss; without them
+the ViT does not learn shape in a short budget, experiments/shape_learning), the schedule
+cut as far as the record allows. Runs of ~4 minutes (32 px or 16 image tokens) stayed at
+the 55% plateau of colour and size; 1000 + 3000 steps reached 82% and 75% (seeds 0, 1;
+docs/results/runs/paper_tables_calibration); the demo's 2000 pretraining steps then
+passed 88% by fine-tuning step 3000 (demo record). docs/benchmarks.md has the figures.
 """
 
 from __future__ import annotations
@@ -60,11 +63,13 @@ class Protocol:
 PROTOCOL = Protocol(
   image_size=64,
   vision_variant="Ti/8",
-  pretrain_steps=1000,
+  pretrain_steps=2000,
   vqa_steps=3000,
   entailment_steps=300,
   eval_examples=1024,
 )
+# The protocol's bar, fixed before any arm but the reference ran: the best arm reaches it.
+BAR_VAL_VQA = 0.85
 QUICK = Protocol(
   image_size=16,
   vision_variant="Ti/4",

@@ -224,7 +224,8 @@ def print_tables(result: dict):
 def accuracy_summary(protocol, runs_dir: pathlib.Path) -> dict:
   """Every recorded run summarised: arms (figures, GFLOPs), verdicts, markdown tables."""
   pa = paper_accuracy
-  arms = paper_verdicts.summarise(pa.collect(runs_dir, protocol))
+  runs = pa.collect(runs_dir, protocol)
+  arms = paper_verdicts.summarise(runs)
   for name, a in arms.items():
     pre = pa.configs(protocol, pa.ARMS[name][0], a["seeds"][0])["pretrain"]
     a["overrides"] = pa.ARMS[name][0]
@@ -235,6 +236,7 @@ def accuracy_summary(protocol, runs_dir: pathlib.Path) -> dict:
     protocol=dataclasses.asdict(protocol),
     reference=pa.REFERENCE,
     arms=arms,
+    protocol_check=paper_verdicts.protocol_check(arms, runs),
     verdicts=paper_verdicts.verdicts(arms),
   )
   result["markdown"] = paper_verdicts.markdown(result)

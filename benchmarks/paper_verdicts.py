@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.paper_accuracy import ARMS, METRICS
+from benchmarks.paper_accuracy import ARMS, BAR_VAL_VQA, METRICS
 
 # The paper's entailment (SNLI-VE) figures exist for Table 3 only.
 PAPER_ENTAILMENT = {"concat": 77.4, "jarl": 77.9}
@@ -99,6 +99,27 @@ def diminishing(arms: dict, row: tuple[str, ...], metric: str = "val_vqa") -> di
   )
 
 
+def protocol_check(arms: dict, runs: dict[str, list[dict]]) -> dict:
+  """Whether the protocol converges: its best arm's mean val VQA against BAR_VAL_VQA, and
+  the last step of each arm's mean VQA curve (still rising = not converged)."""
+  if not arms:
+    return dict(verdict="not measured")
+  best = max(arms, key=lambda n: arms[n]["val_vqa_mean"])
+  last_gain = {}
+  for name, results in runs.items():
+    curves = [r["vqa_curve"] for r in results if len(r.get("vqa_curve", [])) >= 2]
+    if curves:
+      last_gain[name] = float(np.mean([c[-1][1] - c[-2][1] for c in curves]))
+  value = arms[best]["val_vqa_mean"]
+  return dict(
+    verdict="holds" if value >= BAR_VAL_VQA else "not met",
+    best_arm=best,
+    best_val_vqa=value,
+    bar=BAR_VAL_VQA,
+    last_curve_gain=last_gain,
+  )
+
+
 def verdicts(arms: dict) -> dict:
   """Each of the paper's accuracy claims (PAPER.md, Tables 2-4) on val VQA."""
   return {
@@ -154,6 +175,16 @@ def markdown(result: dict) -> list[str]:
   for title, names in TABLE4.items():
     paper = lambda n, t=title: TABLE4_PAPER.get((t, n), ARMS[n][1])  # noqa: E731
     lines += ["", f"Table 4, {title}:"] + rows(names, paper)
+  check = result["protocol_check"]
+  if check["verdict"] != "not measured":
+    gains = ", ".join(f"{n} {100 * g:+.1f}" for n, g in check["last_curve_gain"].items())
+    lines += [
+      "",
+      f"Protocol check: best arm `{check['best_arm']}` at {100 * check['best_val_vqa']:.1f}% "
+      f"val VQA against the bar of {100 * check['bar']:.0f}%: **{check['verdict']}**"
+      + ("" if check["verdict"] == "holds" else " (the verdicts below are provisional)")
+      + f". Gain over the last quarter of the VQA fine-tune (points): {gains or '-'}.",
+    ]
   lines += ["", "Verdicts (val; one pooled std is the noise band):", ""]
   for claim, v in result["verdicts"].items():
     detail = ""

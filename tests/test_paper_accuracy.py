@@ -113,3 +113,13 @@ def test_quick_accuracy_part(tmp_path):
       assert key in a, (name, key)
   assert set(result["verdicts"]) == set(paper_verdicts.verdicts({}))
   assert all(v["verdict"] == "within noise" for v in result["verdicts"].values())  # one seed
+
+
+def test_protocol_check_reads_the_bar_and_the_curves():
+  runs = {"a": [dict(vqa_curve=[[1, 0.5, 0.4], [2, 0.80, 0.7]])], "b": []}
+  arms = {"a": arm(0.80, 0.0), "b": arm(0.90, 0.0)}
+  check = paper_verdicts.protocol_check(arms, runs)
+  assert check["best_arm"] == "b" and check["verdict"] == "holds"
+  assert check["last_curve_gain"] == {"a": pytest.approx(0.30)}
+  assert paper_verdicts.protocol_check({"a": arm(0.84, 0.0)}, {})["verdict"] == "not met"
+  assert paper_verdicts.protocol_check({}, {})["verdict"] == "not measured"
