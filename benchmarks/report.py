@@ -44,7 +44,7 @@ HEADLINE = (
     [("ratio", "paper_tables", "cost.checks.jarl_over_concat_memory.value")],
   ),
   (
-    "shapes VQA accuracy (val), Table 3 on accuracy, 3 seeds: JARL / concat (paper GQA: 79.1 / 78.9)",
+    "shapes VQA accuracy (val), Table 3 on accuracy (seeds in the record): JARL / concat (paper GQA: 79.1 / 78.9)",
     [
       ("", "paper_tables", "accuracy.arms.jarl.val_vqa_mean"),
       ("", "paper_tables", "accuracy.arms.concat.val_vqa_mean"),
