@@ -3,7 +3,7 @@
 Each claim of the paper's Tables 2-4 (PAPER.md) becomes a comparison of two arms' mean
 val VQA accuracy over seeds: *holds* when the difference exceeds one pooled standard
 deviation of the two arms, *contradicted* when it is below minus one, *within noise*
-between (and whenever an arm has a single seed, so no spread is known).
+between; *too few seeds* while an arm has a single seed (no spread is known yet).
 """
 
 from __future__ import annotations
@@ -53,14 +53,14 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
 def compare(arms: dict, better: str, worse: str, metric: str = "val_vqa") -> dict:
   """The claim "`better` beats `worse` on `metric`": holds when the mean difference exceeds
   one pooled standard deviation of the two arms, contradicted when it is below minus one,
-  within noise between (also when either arm has fewer than 2 seeds, i.e. no spread)."""
+  within noise between; too few seeds while either arm has a single seed (no spread)."""
   if better not in arms or worse not in arms:
     return dict(verdict="not measured", arms=[better, worse])
   a, b = arms[better], arms[worse]
   diff = a[f"{metric}_mean"] - b[f"{metric}_mean"]
   noise = float(np.sqrt((a[f"{metric}_std"] ** 2 + b[f"{metric}_std"] ** 2) / 2))
   if min(len(a["seeds"]), len(b["seeds"])) < 2:
-    verdict = "within noise"  # one seed: no spread to compare with
+    verdict = "too few seeds"  # one seed: no spread to compare with
   elif diff > noise:
     verdict = "holds"
   elif diff < -noise:
@@ -84,7 +84,9 @@ def diminishing(arms: dict, row: tuple[str, ...], metric: str = "val_vqa") -> di
   v = [arms[n][f"{metric}_mean"] for n in row]
   first, last = v[1] - v[0], v[-1] - v[-2]
   noise = float(np.sqrt(np.mean([arms[n][f"{metric}_std"] ** 2 for n in row])))
-  if min(len(arms[n]["seeds"]) for n in row) < 2 or abs(first - last) <= noise:
+  if min(len(arms[n]["seeds"]) for n in row) < 2:
+    verdict = "too few seeds"
+  elif abs(first - last) <= noise:
     verdict = "within noise"
   else:
     verdict = "holds" if first > last else "contradicted"
