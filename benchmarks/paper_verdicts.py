@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmarks import shapes_runs
 from benchmarks.paper_accuracy import ARMS, BAR_VAL_VQA, METRICS
 
 # The paper's entailment (SNLI-VE) figures exist for Table 3 only.
@@ -40,10 +41,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
     if not results:
       continue
     a = {"seeds": [r["seed"] for r in results]}
-    for key in METRICS + ("pretrain_loss_first", "pretrain_loss_last"):
-      values = np.array([r[key] for r in results], np.float64)
-      a[f"{key}_mean"] = float(values.mean())
-      a[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    a.update(shapes_runs.mean_std(results, METRICS + ("pretrain_loss_first", "pretrain_loss_last")))
     a["paper_gqa"] = ARMS[name][1]
     a["paper_snli_ve"] = PAPER_ENTAILMENT.get(name)
     arms[name] = a
