@@ -1,172 +1,371 @@
-r"""Adaptive pretraining-data sampling on a clean + noisy caption mixture: downstream VQA.
+r"""Adaptive pretraining-data sampling on a noisy mixture: VQA accuracy per example seen.
 
-    python -m benchmarks.data_efficiency          # bench size, seeds 0 1 2 (~25 min, 2 idle cores)
-    python -m benchmarks.data_efficiency --quick  # smoke: tiny model, 1 seed, a few steps
-    python -m benchmarks.data_efficiency --policies=static,loss --seeds=0 --plot=/tmp/w.png
+    python -m benchmarks.data_efficiency                       # every policy, seeds 0,1,2
+    python -m benchmarks.data_efficiency --policies=static,excess_loss --seeds=0
+    python -m benchmarks.data_efficiency --quick               # tiny model, a few steps
 
-Pretraining data: two captioning sources over the same `shapes` scenes, `clean`
-(shapes:train) and `noisy` (shapes:train,noise=<--noise>: that fraction of scenes
-carries another scene's captions, like web alt-text), config weights 1:1. Only
-config.data.sampling.policy differs: static (fixed 1:1) | loss | learning_progress
-(jarl/data/mixture.py; update_every, tau, epsilon, smoothing as configs/pretrain.py:demo
-sets them). Every policy sees the same number of pretraining examples (same steps and
-batch); then the same VQA fine-tuning (benchmarks.shapes_runs), and the VQA accuracy
-on shapes:validation and the compositional shapes:heldout split measures what the
-pretraining data bought.
+The paper's setting in miniature: web captions are noisy. Three captioning sources over
+the same `shapes` scenes (SOURCES) differ only in how many scenes carry another scene's
+captions: `clean` none, `half` 50%, `noisy` 90%. Their config weights are 1:1:1; only
+`config.data.sampling.policy` differs between runs (jarl/data/mixture.py). The model and
+recipe are paper_accuracy's PROTOCOL (the demo model at 64 px, its conv stem and its
+shape-noun tagging loss, whose labels come from the captions, so a swapped caption also
+mislabels the shapes). prefix-LM stays out: it would pull the weights along a task axis.
 
-prefix_lm is left out of the mixture on purpose: the policies weigh *sources*, and a
-prefix-LM source (same images, an easier objective) would pull the weights along a task
-axis too, hiding how each policy treats caption noise. With two sources the clean
-weight alone says it: static stays at 0.5; `loss` chases the higher loss of the noisy
-captions; `learning_progress` favours the source whose loss still falls.
+One run (policy, seed): pretrain for the last of BUDGETS' steps, keeping a checkpoint at
+each budget; from each, fine-tune VQA (`vqa_steps`, the same for all) and read the VQA
+accuracy on shapes:validation and the compositional shapes:heldout split. That gives
+the policy's accuracy against pretraining examples seen. The budgets are checkpoints of
+one run (its learning rate still decaying at the earlier ones), the usual way to draw such
+a curve. The pretraining also logs the clean caption loss on shapes:validation.
 
-Default size: shapes_runs' `bench`, 3 policies x 3 seeds = 9 runs of ~2.8 min, ~25 min on
-2 idle CPU cores. Writes a PNG of the sampling weights (data/weight/<source> in each
-pretraining run's metrics.jsonl) over pretraining steps per policy (--plot); the last
-line is one JSON object with per-policy accuracy mean/std over seeds, the clean source's
-final (and run-average) weight, and the plot path.
+excess_loss needs a reference loss per source. Ours is the `static` run of the same seed:
+its last smoothed loss per source (`final_smoothed_loss` in its run file), DoReMi's
+choice of a reference trained on the config's mixture. That run is one of the arms here;
+a user needs one extra run (its examples are not counted below, as DoReMi does not
+count its reference model's).
+
+Data-efficiency ratio of a policy, per seed against `static` of the same seed: take the
+lower of the two final accuracies; the ratio is the pretraining examples `static` needs
+to reach it over the examples the policy needs (linear interpolation between budgets;
+below the first budget, the first budget). > 1: the policy reaches the same accuracy on
+fewer examples. The same on the clean caption validation loss gives `loss_ratio`.
+
+Runs are recorded one file each under docs/results/runs/data_efficiency/ and skipped
+when made with the same protocol, so the table fills over sittings; --rerun repeats.
+The last line is one JSON object, also written to docs/results/data_efficiency.json.
 """
 
-import argparse
-import os
+from __future__ import annotations
 
-from benchmarks import record, shapes_runs
-from jarl import metrics_writer
+import argparse
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from benchmarks import paper_accuracy, record, run_jobs, shapes_runs
+from configs import pretrain
+from jarl import metrics_writer, train
 from jarl.data import mixture
 
-SOURCES = ("clean", "noisy")
+SOURCES = (("clean", 0.0), ("half", 0.5), ("noisy", 0.9))  # name, caption noise
+RUNS_DIR = "runs/data_efficiency"
+FIGURES = ("docs/figures/data_efficiency_curves.png", "docs/figures/data_efficiency_weights.png")
 
 
-def pretrain_on_mixture(policy: str, noise: float, quick: bool):
-  """fn(config): the clean + noisy caption mixture under `policy`."""
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """Every run's size; the model and recipe are paper_accuracy's (`model`)."""
 
-  def edit(config):
-    config.data.sources = [
-      dict(name="clean", source="shapes:train", task="caption", weight=1.0),
-      dict(name="noisy", source=f"shapes:train,noise={noise}", task="caption", weight=1.0),
-    ]
-    config.data.sampling.policy = policy
-    if quick:  # a few steps: update and log the weights every other step
-      config.data.sampling.update_every = 2
-      config.log_every_steps = 1
+  budgets: tuple[int, ...]  # pretraining steps at which a VQA fine-tune starts
+  vqa_steps: int
+  eval_examples: int  # per split
+  model: str = "PROTOCOL"  # paper_accuracy's protocol of that name
+  noise: tuple = SOURCES
 
-  return edit
-
-
-def weight_curves(pre_dir: str) -> dict[str, list[tuple[int, float]]]:
-  """{source: [(step, weight), ...]} from a pretraining run's metrics.jsonl."""
-  curves = {name: [] for name in SOURCES}
-  for row in metrics_writer.read_jsonl(pre_dir):
-    for name in SOURCES:
-      if f"data/weight/{name}" in row:
-        curves[name].append((row["step"], row[f"data/weight/{name}"]))
-  for name, points in curves.items():
-    if not points:
-      raise RuntimeError(f"{pre_dir}/metrics.jsonl: no data/weight/{name} records")
-  return curves
+  def model_protocol(self) -> paper_accuracy.Protocol:
+    return dataclasses.replace(
+      getattr(paper_accuracy, self.model),
+      pretrain_steps=self.budgets[-1],
+      vqa_steps=self.vqa_steps,
+      eval_examples=self.eval_examples,
+      vqa_evals=1,
+    )
 
 
-def plot_weights(curves: dict, path: str):
-  """curves: {policy: [(seed, {source: [(step, weight)]})]} -> one panel per policy."""
+PROTOCOL = Protocol(budgets=(500, 1000, 2000), vqa_steps=1500, eval_examples=1024)
+QUICK = Protocol(budgets=(4, 8), vqa_steps=4, eval_examples=16, model="QUICK")
+
+
+def configs(protocol: Protocol, policy: str, seed: int, reference: dict | None) -> dict:
+  """{"pretrain", "vqa"}: the pretraining config (the noisy mixture under `policy`) and the
+  VQA fine-tune's, whose init_from the caller sets to a budget's checkpoint."""
+  mp = protocol.model_protocol()
+  cfg = paper_accuracy.configs(mp, {}, seed)
+  pre, vqa = cfg["pretrain"], cfg["vqa"]
+  pre.data.sources = [
+    dict(name=name, source=f"shapes:train,noise={q}" if q else "shapes:train", task="caption")
+    for name, q in protocol.noise
+  ]
+  for s in pre.data.sources:
+    s["weight"] = 1.0
+  pre.data.sampling.policy = policy
+  if policy == "excess_loss":
+    pre.data.sampling.reference_losses = dict(reference)
+  step = math.gcd(*protocol.budgets)
+  pre.update(
+    ckpt_every_steps=step, keep_checkpoints=len(range(step, protocol.budgets[-1] + 1, step))
+  )
+  # Weights are logged at log steps: often enough to draw them; the clean caption loss on
+  # shapes:validation (the demo's own evaluation) at each budget and between.
+  pre.log_every_steps = pre.data.sampling.update_every if not mp.quick else 1
+  pre.evals = pretrain.get_config("demo").evals
+  pre.evals.val.update(every_steps=max(protocol.budgets[0] // 2, 1))
+  if mp.quick:
+    pre.evals.val.update(num_examples=16, batch_size=8)
+    pre.data.sampling.update_every = 2
+  return dict(pretrain=pre, vqa=vqa)
+
+
+def _rows(workdir: str, key: str) -> list[list]:
+  return [[r["step"], r[key]] for r in metrics_writer.read_jsonl(workdir) if key in r]
+
+
+def run_one(policy: str, seed: int, protocol: Protocol, root: str, reference=None) -> dict:
+  """Pretrain under `policy`, then fine-tune VQA from each budget; returns the run's figures:
+  curve ([steps, examples, val, heldout] per budget), val_loss ([step, clean caption loss]),
+  weights and smoothed_loss ({source: [[step, value]]}), final_smoothed_loss, seconds."""
+  cfg = configs(protocol, policy, seed, reference)
+  pre = cfg["pretrain"]
+  pre_dir = os.path.join(root, f"{policy}_seed{seed}_pretrain")
+  start = time.time()
+  train.train_and_evaluate(pre, pre_dir)
+  out = dict(pretrain_seconds=time.time() - start, vqa_seconds=[], curve=[])
+  names = [name for name, _ in protocol.noise]
+  out["weights"] = {n: _rows(pre_dir, f"data/weight/{n}") for n in names}
+  out["smoothed_loss"] = {n: _rows(pre_dir, f"data/smoothed_loss/{n}") for n in names}
+  out["final_smoothed_loss"] = {n: rows[-1][1] for n, rows in out["smoothed_loss"].items()}
+  out["val_loss"] = _rows(pre_dir, "val/loss")
+  losses = [v for _, v in _rows(pre_dir, "train/loss")]
+  out["pretrain_loss_first"], out["pretrain_loss_last"] = losses[0], losses[-1]
+  for budget in protocol.budgets:
+    vqa = cfg["vqa"].copy_and_resolve_references()
+    vqa.init_from = os.path.join(pre_dir, "checkpoints", str(budget))
+    ft_dir = os.path.join(root, f"{policy}_seed{seed}_vqa{budget}")
+    start = time.time()
+    train.train_and_evaluate(vqa, ft_dir)
+    out["vqa_seconds"].append(time.time() - start)
+    final = {}
+    for r in metrics_writer.read_jsonl(ft_dir):
+      if r.get("step") == vqa.total_steps:
+        final.update(r)
+    examples = budget * pre.global_batch_size
+    out["curve"].append([budget, examples, final["val/accuracy"], final["heldout/accuracy"]])
+  return out
+
+
+def examples_to_reach(curve: list[tuple[float, float]], level: float, higher=True) -> float:
+  """Examples at which the (examples, value) curve first reaches `level` (linear between
+  points; the first point's examples if it is there already); inf if it never does."""
+  sign = 1.0 if higher else -1.0
+  (x0, y0) = curve[0]
+  if sign * y0 >= sign * level:
+    return float(x0)
+  for x1, y1 in curve[1:]:
+    if sign * y1 >= sign * level:
+      return float(x0 + (x1 - x0) * (level - y0) / (y1 - y0))
+    x0, y0 = x1, y1
+  return math.inf
+
+
+def efficiency_ratio(static: list, policy: list, higher=True) -> float:
+  """Examples `static` needs ÷ examples `policy` needs to reach the worse of their final
+  values (both curves [(examples, value)])."""
+  pick = min if higher else max
+  level = pick(static[-1][1], policy[-1][1])
+  return examples_to_reach(static, level, higher) / examples_to_reach(policy, level, higher)
+
+
+def recorded(path: pathlib.Path, protocol: Protocol) -> dict | None:
+  if not path.exists():
+    return None
+  rec = json.loads(path.read_text())
+  same = rec["settings"].get("protocol") == record._jsonable(dataclasses.asdict(protocol))  # pylint: disable=protected-access
+  return rec if same else None
+
+
+def write_run(runs_dir, policy, seed, protocol, result, start):
+  settings = dict(policy=policy, seed=seed, protocol=dataclasses.asdict(protocol))
+  rec = record.make(f"data_efficiency/{policy}_seed{seed}", dict(result, seed=seed), settings)
+  rec.update(commit=start["commit"], dirty=start["dirty"])
+  rec["command"] = (
+    f"python -m benchmarks.data_efficiency --policies={policy} --seeds={seed} --rerun"
+  )
+  path = pathlib.Path(runs_dir) / f"{policy}_seed{seed}.json"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(rec, indent=2) + "\n")
+  print(f"recorded {path}", flush=True)
+
+
+def collect(runs_dir: pathlib.Path, protocol: Protocol) -> tuple[dict, dict]:
+  """({policy: {seed: result}}, {policy: {seed: commit}}) of the runs recorded with
+  `protocol`, policies in mixture.POLICIES order."""
+  runs, commits = {}, {}
+  for policy in mixture.POLICIES:
+    for path in sorted(runs_dir.glob(f"{policy}_seed*.json")):
+      rec = recorded(path, protocol)
+      if rec is not None and path.stem == f"{policy}_seed{rec['result']['seed']}":
+        runs.setdefault(policy, {})[rec["result"]["seed"]] = rec["result"]
+        commits.setdefault(policy, {})[rec["result"]["seed"]] = rec["commit"]
+  return runs, commits
+
+
+def summarise(runs: dict[str, dict[int, dict]], protocol: Protocol) -> dict:
+  """Per policy: accuracy at each budget (mean/std), ratios against static (mean/std over
+  the seeds both have), final weights; the JSON's `data_efficiency_ratio`."""
+  out, ratios = {}, {}
+  static = runs.get("static", {})
+  for policy, by_seed in runs.items():
+    if not by_seed:
+      continue
+    per_seed = []
+    for seed, r in sorted(by_seed.items()):
+      row = {f"val_{b}": c[2] for b, c in zip(protocol.budgets, r["curve"])}
+      row.update({f"heldout_{b}": c[3] for b, c in zip(protocol.budgets, r["curve"])})
+      row.update({f"weight_{n}": w[-1][1] for n, w in r["weights"].items()})
+      row["val_loss_final"] = r["val_loss"][-1][1]
+      if seed in static:
+        s = static[seed]
+        row["ratio"] = efficiency_ratio(
+          [(c[1], c[2]) for c in s["curve"]], [(c[1], c[2]) for c in r["curve"]]
+        )
+        batch = r["curve"][0][1] / r["curve"][0][0]
+        row["loss_ratio"] = efficiency_ratio(
+          [(st * batch, v) for st, v in s["val_loss"]],
+          [(st * batch, v) for st, v in r["val_loss"]],
+          higher=False,
+        )
+      per_seed.append(row)
+    keys = [k for k in per_seed[0] if all(k in row for row in per_seed)]
+    out[policy] = dict(seeds=sorted(by_seed), **shapes_runs.mean_std(per_seed, keys))
+    if "ratio_mean" in out[policy]:
+      ratios[policy] = dict(mean=out[policy]["ratio_mean"], std=out[policy]["ratio_std"])
+  return dict(policies=out, data_efficiency_ratio=ratios)
+
+
+def plot(runs: dict, protocol: Protocol, paths=FIGURES):
+  """Accuracy against pretraining examples (mean over seeds, one line per policy), and the
+  sampling weights over pretraining (mean over seeds, one panel per policy)."""
   import matplotlib  # pylint: disable=import-outside-toplevel
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
-  fig, axes = plt.subplots(
-    1, len(curves), figsize=(4.5 * len(curves), 3.6), sharey=True, squeeze=False
-  )
-  for ax, (policy, per_seed) in zip(axes[0], curves.items()):
-    for i, (seed, run) in enumerate(per_seed):
-      for name, style in zip(SOURCES, ("-", "--")):
-        steps, weights = zip(*run[name])
-        ax.plot(steps, weights, style, color=f"C{i}", label=f"{name}, seed {seed}")
-    ax.axhline(0.5, color="grey", linewidth=0.5)
-    ax.set_title(policy)
-    ax.set_xlabel("pretraining step")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
-  axes[0][0].set_ylabel("sampling weight")
-  fig.suptitle("pretraining sampling weights: clean (solid) vs noisy (dashed) captions")
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for i, (policy, by_seed) in enumerate(runs.items()):
+    for ax, col, name in ((axes[0], 2, "val"), (axes[1], 3, "heldout")):
+      x = [c[1] for c in next(iter(by_seed.values()))["curve"]]
+      ys = np.array([[c[col] for c in r["curve"]] for r in by_seed.values()])
+      ax.errorbar(x, ys.mean(0), yerr=ys.std(0), color=f"C{i}", marker="o", label=policy)
+      ax.set(title=f"VQA accuracy ({name})", xlabel="pretraining examples", xscale="log")
+  axes[0].legend(fontsize=8)
   fig.tight_layout()
+  _save(fig, paths[0])
+
+  fig, axes = plt.subplots(1, len(runs), figsize=(4 * len(runs), 3.4), sharey=True, squeeze=False)
+  for ax, (policy, by_seed) in zip(axes[0], runs.items()):
+    for j, (name, _) in enumerate(protocol.noise):
+      steps = [s for s, _ in next(iter(by_seed.values()))["weights"][name]]
+      ws = np.array([[w for _, w in r["weights"][name]] for r in by_seed.values()])
+      ax.plot(steps, ws.mean(0), color=f"C{j}", label=name)
+    ax.axhline(1 / len(protocol.noise), color="grey", linewidth=0.5)
+    ax.set(title=policy, xlabel="pretraining step", ylim=(0, 1))
+  axes[0][0].set_ylabel("sampling weight")
+  axes[0][0].legend(fontsize=8)
+  fig.tight_layout()
+  _save(fig, paths[1])
+
+
+def _save(fig, path):
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
 
+def markdown(result: dict, protocol: Protocol, command: str) -> list[str]:
+  budgets = protocol.budgets
+  head = " | ".join(f"VQA val @{b}" for b in budgets)
+  lines = [
+    f"| policy | seeds | {head} | heldout @{budgets[-1]} | clean-caption val loss | "
+    "ratio (VQA) | ratio (val loss) | final weights "
+    + "/".join(n for n, _ in protocol.noise)
+    + " |",
+    "|---|---|" + "---|" * (len(budgets) + 5),
+  ]
+  fmt = lambda s, k, d=3: (  # pylint: disable=unnecessary-lambda-assignment
+    f"{s[k + '_mean']:.{d}f} ± {s[k + '_std']:.{d}f}" if k + "_mean" in s else "–"
+  )
+  for policy, s in result["policies"].items():
+    cells = [fmt(s, f"val_{b}") for b in budgets] + [fmt(s, f"heldout_{budgets[-1]}")]
+    cells += [fmt(s, "val_loss_final"), fmt(s, "ratio", 2), fmt(s, "loss_ratio", 2)]
+    cells.append("/".join(f"{s[f'weight_{n}_mean']:.2f}" for n, _ in protocol.noise))
+    lines.append(f"| `{policy}` | {len(s['seeds'])} | " + " | ".join(cells) + " |")
+  lines += ["", f"Reproduce: `{command}` (skips recorded runs)."]
+  return lines
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--policies", default=",".join(mixture.POLICIES))
-  parser.add_argument(
-    "--noise",
-    type=float,
-    default=0.8,
-    help="fraction of the noisy source's scenes with another scene's captions",
-  )
-  parser.add_argument("--plot", default="benchmarks/results/data_efficiency_weights.png")
-  shapes_runs.add_flags(parser)
+  parser.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; quick 0)")
+  parser.add_argument("--quick", action="store_true", help="tiny sizes (not recorded)")
+  parser.add_argument("--rerun", action="store_true", help="repeat recorded runs")
+  parser.add_argument("--jobs", type=int, default=2, help="runs at once, one core share each")
+  parser.add_argument("--workdir", default="", help="default: a fresh temporary folder")
+  parser.add_argument("--runs_only", action="store_true", help="record runs, no summary")
+  parser.add_argument("--plots", default=",".join(FIGURES), help="curves.png,weights.png")
   args = parser.parse_args()
   policies = shapes_runs.choices(parser, "policies", args.policies, mixture.POLICIES)
-  if not 0.0 < args.noise <= 1.0:
-    parser.error(f"--noise={args.noise}: must be in (0, 1]")
-  size, seeds, root = shapes_runs.from_args(args, "data_efficiency")
+  seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
+  protocol = QUICK if args.quick else PROTOCOL
+  root = args.workdir or tempfile.mkdtemp(prefix="jarl_data_efficiency_")
+  base = pathlib.Path(root) if args.quick else record.results_dir()
+  runs_dir = base / RUNS_DIR
+  path = lambda p, s: runs_dir / f"{p}_seed{s}.json"  # pylint: disable=unnecessary-lambda-assignment
 
-  runs, summary, curves = [], {}, {}
-  for policy in policies:
-    per_seed, curves[policy] = [], []
-    for seed in seeds:
-      result, _, _ = shapes_runs.run_one(
-        policy,
-        seed,
-        size=size,
-        root=root,
-        model={},
-        edit_pretrain=pretrain_on_mixture(policy, args.noise, size.quick),
-      )
-      run_curves = weight_curves(shapes_runs.run_dirs(root, policy, seed)[0])
-      clean = [w for _, w in run_curves["clean"]]
-      result.update(clean_weight_final=clean[-1], clean_weight_average=sum(clean) / len(clean))
-      curves[policy].append((seed, run_curves))
-      runs.append(dict(policy=policy, seed=seed, **result))
-      per_seed.append(result)
-      shapes_runs.print_run(policy, seed, result)
-      print(
-        f"{'':18s} clean weight final {clean[-1]:.3f}, average "
-        f"{result['clean_weight_average']:.3f}",
-        flush=True,
-      )
-    summary[policy] = shapes_runs.mean_std(
-      per_seed, shapes_runs.RESULT_KEYS + ("clean_weight_final", "clean_weight_average")
-    )
-  plot_weights(curves, args.plot)
+  if args.jobs == 1:  # the runs themselves, here, in order
+    for policy in policies:
+      for seed in seeds:
+        if not args.rerun and recorded(path(policy, seed), protocol):
+          continue
+        reference = None
+        if policy == "excess_loss":
+          static = recorded(path("static", seed), protocol)
+          if static is None:
+            raise SystemExit(f"excess_loss seed {seed}: record static seed {seed} first")
+          reference = static["result"]["final_smoothed_loss"]
+        start = record.make("start", {})
+        result = run_one(policy, seed, protocol, root, reference)
+        print(f"{policy} seed {seed}: curve {result['curve']}", flush=True)
+        write_run(runs_dir, policy, seed, protocol, result, start)
+  else:  # excess_loss last: it reads its reference from static's run of its seed
+    todo = [
+      (p, s) for p in policies for s in seeds if args.rerun or not recorded(path(p, s), protocol)
+    ]
+    print(f"data_efficiency: {len(todo)} runs to do", flush=True)
 
-  print(
-    f"\n{'policy':18s} {'val acc':>15s} {'heldout acc':>15s} {'clean weight':>13s} "
-    f"{'(run average)':>13s}"
+    def argv_for(item):
+      argv = [sys.executable, "-m", "benchmarks.data_efficiency", "--jobs=1", "--rerun"]
+      argv += [f"--policies={item[0]}", f"--seeds={item[1]}", f"--workdir={root}"]
+      return argv + ["--runs_only"] + (["--quick"] if args.quick else [])
+
+    run_jobs.run_parallel([t for t in todo if t[0] != "excess_loss"], args.jobs, argv_for)
+    run_jobs.run_parallel([t for t in todo if t[0] == "excess_loss"], args.jobs, argv_for)
+  if args.runs_only:
+    return
+
+  runs, commits = collect(runs_dir, protocol)
+  result = dict(
+    protocol=dataclasses.asdict(protocol),
+    seeds=sorted({s for r in runs.values() for s in r}),
+    **summarise(runs, protocol),
+    commits=commits,
   )
-  for policy, s in summary.items():
-    print(
-      f"{policy:18s} {s['val_accuracy_mean']:7.3f} ± {s['val_accuracy_std']:.3f} "
-      f"{s['heldout_accuracy_mean']:7.3f} ± {s['heldout_accuracy_std']:.3f} "
-      f"{s['clean_weight_final_mean']:13.3f} {s['clean_weight_average_mean']:13.3f}"
-    )
-  print(f"plot: {args.plot}")
-  record.emit(
-    "data_efficiency",
-    dict(
-      config=size.name,
-      seeds=seeds,
-      noise=args.noise,
-      pretrain_steps=size.pretrain_steps,
-      finetune_steps=size.finetune_steps,
-      eval_examples=size.eval_examples,
-      policies=summary,
-      runs=runs,
-      plot=args.plot,
-      clean_weight_final={p: s["clean_weight_final_mean"] for p, s in summary.items()},
-    ),
-    args,
-  )
+  plots = args.plots.split(",")
+  plot(runs, protocol, plots)
+  result["plots"] = plots
+  result["markdown"] = markdown(result, protocol, "python -m benchmarks.data_efficiency")
+  print("\n".join(result["markdown"]))
+  record.emit("data_efficiency", result, args)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,9 @@ import dataclasses
 import json
 import os
 import pathlib
-import subprocess
 import time
 
-from benchmarks import record
+from benchmarks import record, run_jobs
 from configs import finetune_entailment, finetune_vqa, pretrain
 from jarl import metrics_writer, train
 from jarl.tools import flops
@@ -275,28 +274,7 @@ def run_pending(todo, *, protocol, runs_dir, root, jobs: int, argv_for):
       print_run(name, seed, result)
       run_file(runs_dir, name, seed, protocol, dict(result, seed=seed), start)
     return
-  cores = sorted(os.sched_getaffinity(0))
-  share = max(len(cores) // jobs, 1)
-  running: list[subprocess.Popen] = []
-  queue = list(todo)
-  failed = []
-  while queue or running:
-    while queue and len(running) < jobs:
-      name, seed = queue.pop(0)
-      slot = min(set(range(jobs)) - {p.slot for p in running})
-      mine = set(cores[(slot * share) % len(cores) :][:share])
-      proc = subprocess.Popen(
-        argv_for(name, seed), preexec_fn=lambda mine=mine: os.sched_setaffinity(0, mine)
-      )
-      proc.slot, proc.arm = slot, (name, seed)
-      running.append(proc)
-    time.sleep(2)
-    for proc in [p for p in running if p.poll() is not None]:
-      running.remove(proc)
-      if proc.returncode:
-        failed.append(proc.arm)
-  if failed:
-    raise RuntimeError(f"runs failed (see their output above): {failed}")
+  run_jobs.run_parallel(todo, jobs, lambda item: argv_for(*item))
 
 
 def print_run(name: str, seed: int, r: dict):

@@ -74,10 +74,12 @@ HEADLINE = (
     ],
   ),
   (
-    "adaptive sampling on a noisy mixture (val VQA accuracy): static / loss",
+    "adaptive sampling on a noisy caption mixture, data-efficiency ratio on VQA vs static: "
+    "excess_loss / learning_progress / loss",
     [
-      ("", "data_efficiency", "policies.static.val_accuracy_mean"),
-      ("", "data_efficiency", "policies.loss.val_accuracy_mean"),
+      ("", "data_efficiency", "policies.excess_loss.ratio_mean"),
+      ("", "data_efficiency", "policies.learning_progress.ratio_mean"),
+      ("", "data_efficiency", "policies.loss.ratio_mean"),
     ],
   ),
   (

@@ -227,11 +227,16 @@ def _data(variant, bucket):
   d.augment = True  # random crop (>= 90% per side) + mirror with left/right swapped in text
   d.sampling = ml_collections.ConfigDict(
     dict(
-      policy="loss",  # static | loss | learning_progress
+      policy="loss",  # static | loss | excess_loss | learning_progress (jarl/data/mixture.py)
       update_every=50,  # T: steps between weight updates
       tau=1.0,
       epsilon=0.05,
       smoothing=0.9,
+      # excess_loss's reference loss per source: the last data/smoothed_loss/<name> of the
+      # finished run in this workdir (e.g. a short `static` run over the same sources) ...
+      reference_run="",
+      # ... and/or given here, name -> loss (these win over reference_run's).
+      reference_losses={},
     )
   )
   return d

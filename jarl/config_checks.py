@@ -4,8 +4,9 @@ Each group of keys has its one checker: model keys the typed model config
 (`jarl.models.model.build`), `config.losses` the objective (`jarl.losses`), the batch
 layout against the model here, training keys here (`check_training`), data sources and
 tags by the pipeline when it opens them. Every message names the config key and its value.
-`check_run` adds what a run needs of the files it names (workdir, init_from, sources);
-jarl.main prints any of these errors as one line and exits with status 2.
+`check_run` adds what a run needs of the files it names (workdir, init_from, sources,
+sampling's reference run); jarl.main prints any of these errors as one line and exits
+with status 2.
 """
 
 import os
@@ -13,7 +14,7 @@ import os
 import jax
 
 from jarl import checkpoint, losses
-from jarl.data import sources, tokenizer
+from jarl.data import mixture, sources, tokenizer
 from jarl.models import model as model_lib
 from jarl.models import model_init
 
@@ -47,6 +48,7 @@ def check_run(config, workdir: str, num_batch_shards: int) -> None:
     check_workdir(workdir)
     check_init_from(config)
     check_sources(config)
+    check_sampling(config)
   except ValueError as e:
     raise ConfigError(str(e)) from e
 
@@ -93,6 +95,12 @@ def check_sources(config) -> None:
     sources.parse(s["source"], where=f"config.data.sources[{i}].source")
   for name, e in config.get("evals", {}).items():
     sources.parse(e["source"], where=f"config.evals.{name}.source")
+
+
+def check_sampling(config) -> None:
+  """config.data.sampling builds a mixer over the sources; excess_loss's reference run
+  (a workdir) holds a loss for every source."""
+  mixture.from_config(config.data)
 
 
 def check_layout(config) -> None:

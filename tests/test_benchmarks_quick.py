@@ -156,30 +156,35 @@ def test_fusion_quality_quick(tmp_path):
   )
 
 
-# Not ci (~5.5 min of CI's budget): the pretrain -> fine-tune chain is CI's in
+# Not ci (~5 min of CI's budget): the pretrain -> fine-tune chain is CI's in
 # test_finetune_configs, and adaptive sampling has its own fast tests.
 @pytest.mark.slow
 def test_data_efficiency_quick(tmp_path):
-  plot = tmp_path / "weights.png"
-  result = run_quick("benchmarks.data_efficiency", f"--workdir={tmp_path}", f"--plot={plot}")
-  assert set(result["policies"]) == {"static", "loss", "learning_progress"}
-  assert result["plot"] == str(plot)
-  assert_png(plot)
-  runs = {run["policy"]: run for run in result["runs"]}
-  for policy, s in result["policies"].items():
-    assert_one_seed_summary(s, runs[policy])
-    assert 0.0 < s["clean_weight_final_mean"] < 1.0, policy
-    assert result["clean_weight_final"][policy] == s["clean_weight_final_mean"]
-  # Static sampling never moves from the config's 1:1.
-  assert result["clean_weight_final"]["static"] == pytest.approx(0.5)
-  # The adaptive policies did update: their pretraining logs show weights other than 1:1.
-  for policy in ("loss", "learning_progress"):
-    weights = [
-      r["data/weight/clean"]
-      for r in train_fixtures.read_metrics(tmp_path / f"{policy}_seed0_pre")
-      if "data/weight/clean" in r
-    ]
-    assert any(abs(w - 0.5) > 1e-6 for w in weights), (policy, weights)
+  plots = [tmp_path / "curves.png", tmp_path / "weights.png"]
+  result = run_quick(
+    "benchmarks.data_efficiency", f"--workdir={tmp_path}", "--plots=" + ",".join(map(str, plots))
+  )
+  policies = {"static", "loss", "excess_loss", "learning_progress"}
+  assert set(result["policies"]) == policies and result["seeds"] == [0]
+  assert set(result["data_efficiency_ratio"]) == policies
+  assert result["data_efficiency_ratio"]["static"] == {"mean": 1.0, "std": 0.0}
+  for path in plots:
+    assert_png(path)
+  runs = tmp_path / "runs" / "data_efficiency"
+  for policy in policies:
+    run = json.loads((runs / f"{policy}_seed0.json").read_text())["result"]
+    assert [c[0] for c in run["curve"]] == [4, 8]  # QUICK's budgets, one fine-tune each
+    weights = [w for rows in run["weights"].values() for _, w in rows]
+    if policy == "static":  # never moves from the config's 1:1:1
+      assert weights == pytest.approx([1 / 3] * len(weights))
+    else:  # the adaptive policies did update
+      assert any(abs(w - 1 / 3) > 1e-6 for w in weights), (policy, weights)
+  # excess_loss took static's last smoothed losses as its reference.
+  pre = train_fixtures.read_metrics(tmp_path / "excess_loss_seed0_pretrain")
+  static = json.loads((runs / "static_seed0.json").read_text())["result"]
+  logged = [r for r in pre if "data/reference_loss/clean" in r][-1]
+  reference = {k.split("/")[-1]: v for k, v in logged.items() if "reference_loss" in k}
+  assert reference == static["final_smoothed_loss"]
 
 
 @pytest.mark.slow  # not ci: 5 pretrain + fine-tune chains, ~4 min idle

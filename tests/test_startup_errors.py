@@ -73,6 +73,14 @@ MISTAKES = {
     [TINY, "--config.data.tokenizer={tmp}/spm.model"],
     ["config.data.tokenizer=", "spm.model", "no such file"],
   ),
+  "excess_loss_reference_run_missing": (
+    [
+      TINY,
+      "--config.data.sampling.policy=excess_loss",
+      "--config.data.sampling.reference_run={tmp}/ref",
+    ],
+    ["config.data.sampling.reference_run=", "/ref", "no metrics.jsonl"],
+  ),
   "vocab_mismatch": (
     [TINY, "--config.model.vocab_size=300"],
     ["config.data.tokenizer='shapes' has 256 pieces", "config.model.vocab_size=300"],

@@ -12,7 +12,13 @@ import train_fixtures
 from jarl import metrics_writer
 
 N = 30
-RUN = dict(total_steps=N, ckpt_every_steps=10, evals__val__every_steps=10)
+# An adaptive sampling policy, so that resuming must restore the mixer's weights too.
+RUN = dict(
+  total_steps=N,
+  ckpt_every_steps=10,
+  evals__val__every_steps=10,
+  data__sampling__policy="learning_progress",
+)
 
 
 def _by_step(workdir, key):
@@ -53,6 +59,13 @@ def _assert_same_run(reference, resumed, resumed_from):
     ref_crc[s] for s in range(resumed_from + 1, N + 1)
   ]
   assert abs(_by_step(resumed, "val/loss")[N] - _by_step(reference, "val/loss")[N]) <= 1e-6
+  # The same sampling weights after the resume point, and they did move.
+  for key in ("data/weight/caption", "data/weight/prefix_lm"):
+    ref_w, w = _by_step(reference, key), _by_step(resumed, key)
+    assert [w[s] for s in range(resumed_from + 1, N + 1)] == [
+      ref_w[s] for s in range(resumed_from + 1, N + 1)
+    ]
+    assert len(set(ref_w.values())) > 1, (key, ref_w)
 
 
 @pytest.mark.slow

@@ -7,17 +7,35 @@ mixer turns the window's mean loss per source into a smoothed loss s_i (EMA with
 
     static             p_i ∝ w_i                          (config weights)
     loss               p_i ∝ w_i * s_i ** tau             (spend more on what is hard)
-    learning_progress  p_i ∝ w_i * max(s_i' - s_i, 0)     (s_i' = previous update's s_i:
-                                                           spend where loss still falls)
+    excess_loss        p_i ∝ w_i * max(s_i - r_i, 0)      (r_i: the source's loss in a
+                                                           reference run; spend on what is
+                                                           still above what it can reach)
+    learning_progress  p_i ∝ w_i * max(1 - s_i / s_i', 0) (s_i' = previous update's s_i:
+                                                           spend where loss still falls,
+                                                           relative to its level)
     weights = epsilon + (1 - n * epsilon) * p             (floor: no source starves)
+
+`loss` leans toward noisy data by construction: a source whose captions do not match its
+images keeps a high loss that no training removes. The other two adaptive rules read what
+training can still change. `excess_loss` is DoReMi's signal (Xie et al. 2023: the proxy's
+loss minus a reference model's, clipped at 0); a noisy source's reference loss is high too,
+so its excess goes to 0 once the learnable part (the captions' grammar) is learnt. We take
+the reference from a finished run over the same sources (its last smoothed loss per source,
+`reference_run`) or from numbers the config gives (`reference_losses`), and weigh it like
+the other rules rather than by DoReMi's exponentiated-gradient step: one formula for all.
+`learning_progress` is the loss's relative fall per update, so that sources of different
+loss levels compare: an absolute fall is larger for a high-loss source at the same pace.
 
 Sources are drawn per example with a counter-based RNG, key (seed, process, draw count),
 so the whole state is a handful of numbers and a restored mixer repeats its draws exactly.
 """
 
+import json
+import os
+
 import numpy as np
 
-POLICIES = ("static", "loss", "learning_progress")
+POLICIES = ("static", "loss", "excess_loss", "learning_progress")
 
 
 def policy_weights(
@@ -28,8 +46,10 @@ def policy_weights(
   *,
   tau: float,
   epsilon: float,
+  reference: np.ndarray | None = None,
 ) -> np.ndarray:
-  """Mixture weights [n] from config weights `base` [n] and smoothed losses [n].
+  """Mixture weights [n] from config weights `base` [n] and smoothed losses [n]
+  (`previous`: the last update's; `reference` [n]: reference losses, for excess_loss).
 
   NaN in `smoothed`/`previous` marks "no loss seen yet": such sources get the mean of the
   known scores, so they are neither favoured nor starved before their first report.
@@ -39,8 +59,11 @@ def policy_weights(
     score = np.ones(n)
   elif policy == "loss":
     score = np.power(np.maximum(smoothed, 0.0), tau)
+  elif policy == "excess_loss":
+    score = np.maximum(smoothed - reference, 0.0)
   elif policy == "learning_progress":
-    score = np.maximum(previous - smoothed, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+      score = np.maximum(1.0 - smoothed / previous, 0.0)
   else:
     raise ValueError(f"config.data.sampling.policy={policy!r}: choose from {POLICIES}")
   known = np.isfinite(score)
@@ -70,6 +93,7 @@ class Mixer:
     smoothing: float = 0.9,
     seed: int = 0,
     process_index: int = 0,
+    reference: dict[str, float] | None = None,
   ):
     n = len(names)
     base = np.asarray(weights, np.float64)
@@ -87,6 +111,7 @@ class Mixer:
       )
     if update_every < 1:
       raise ValueError(f"config.data.sampling.update_every={update_every}: must be >= 1")
+    self.reference = _reference_array(policy, list(names), reference)
     self.names, self.base = list(names), base / base.sum()
     self.policy, self.update_every, self.tau = policy, int(update_every), float(tau)
     self.epsilon, self.smoothing = float(epsilon), float(smoothing)
@@ -130,7 +155,13 @@ class Mixer:
     blend = self.smoothing * self.smoothed + (1 - self.smoothing) * mean
     self.smoothed = np.where(first, mean, np.where(seen, blend, self.smoothed))
     self.weights = policy_weights(
-      self.policy, self.base, self.smoothed, self.previous, tau=self.tau, epsilon=self.epsilon
+      self.policy,
+      self.base,
+      self.smoothed,
+      self.previous,
+      tau=self.tau,
+      epsilon=self.epsilon,
+      reference=self.reference,
     )
     self._sum[:] = 0
     self._count[:] = 0
@@ -142,6 +173,8 @@ class Mixer:
     out = {}
     for i, name in enumerate(self.names):
       out[f"data/weight/{name}"] = float(self.weights[i])
+      if self.reference is not None:
+        out[f"data/reference_loss/{name}"] = float(self.reference[i])
       if np.isfinite(self.smoothed[i]):
         out[f"data/smoothed_loss/{name}"] = float(self.smoothed[i])
     return out
@@ -159,6 +192,7 @@ class Mixer:
       last_update_step=self.last_update_step,
       num_updates=self.num_updates,
       draws=self.draws,
+      reference=None if self.reference is None else floats(self.reference),
     )
 
   def set_state(self, state: dict):
@@ -173,3 +207,71 @@ class Mixer:
     self._sum, self._count = arr(state["window_sum"]), arr(state["window_count"])
     self.last_update_step = int(state["last_update_step"])
     self.num_updates, self.draws = int(state["num_updates"]), int(state["draws"])
+    # The run goes on with the reference it started with, even if the reference run's
+    # metrics have grown since (a resumed run repeats the uninterrupted one).
+    if state.get("reference") is not None:
+      self.reference = arr(state["reference"])
+
+
+def _reference_array(policy: str, names: list[str], reference) -> np.ndarray | None:
+  """Reference losses [n] in source order; None where the policy reads none."""
+  if policy != "excess_loss":
+    return None
+  where = "config.data.sampling.reference_losses / reference_run"
+  reference = dict(reference or {})
+  missing = [n for n in names if n not in reference]
+  if missing:
+    raise ValueError(
+      f"{where}: policy excess_loss needs a reference loss for every source; none for {missing}"
+    )
+  unknown = sorted(set(reference) - set(names))
+  if unknown:
+    raise ValueError(f"{where}: {unknown} are not config.data.sources names {names}")
+  out = np.array([float(reference[n]) for n in names], np.float64)
+  if not np.all(np.isfinite(out) & (out >= 0)):
+    raise ValueError(f"{where}={reference}: losses must be finite and >= 0")
+  return out
+
+
+def reference_losses(sampling) -> dict[str, float]:
+  """The reference loss per source name for excess_loss: the last `data/smoothed_loss/<name>`
+  that the run in `sampling.reference_run` (a workdir) logged, then `sampling.reference_losses`
+  (name -> loss) on top. Empty when neither is set."""
+  out = {}
+  run = sampling.get("reference_run", "")
+  if run:
+    if not os.path.exists(os.path.join(run, "metrics.jsonl")):
+      raise ValueError(
+        f"config.data.sampling.reference_run={run!r}: no metrics.jsonl there "
+        "(a finished run's workdir over the same sources)"
+      )
+    prefix = "data/smoothed_loss/"
+    # Read here, not through jarl.metrics_writer: that pulls in TensorFlow (clu), whose
+    # start-up logging would bury config_checks' one-line errors.
+    with open(os.path.join(run, "metrics.jsonl"), encoding="utf-8") as f:
+      for row in (json.loads(line) for line in f if line.strip()):
+        out.update({k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)})
+    if not out:
+      raise ValueError(
+        f"config.data.sampling.reference_run={run!r}: its metrics.jsonl has no "
+        f"{prefix}<source> records"
+      )
+  out.update({k: float(v) for k, v in dict(sampling.get("reference_losses", {})).items()})
+  return out
+
+
+def from_config(data_config, *, seed: int = 0, process_index: int = 0) -> Mixer:
+  """The mixer `config.data` describes (sources, their weights, `sampling`)."""
+  sp, srcs = data_config.sampling, list(data_config.sources)
+  return Mixer(
+    [s["name"] for s in srcs],
+    [float(s.get("weight", 1.0)) for s in srcs],
+    policy=sp.policy,
+    update_every=sp.update_every,
+    tau=sp.tau,
+    epsilon=sp.epsilon,
+    smoothing=sp.smoothing,
+    seed=seed,
+    process_index=process_index,
+    reference=reference_losses(sp) if sp.policy == "excess_loss" else None,
+  )

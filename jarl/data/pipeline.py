@@ -455,15 +455,8 @@ class TrainData:
         src=src,
       )
       self._streams.append(_Stream(s["name"], f"{where}={s['source']!r}", ds, n, src))
-    sp = data_config.sampling
-    self.mixer = mixture.Mixer(
-      names,
-      [float(s.get("weight", 1.0)) for s in srcs],
-      policy=sp.policy,
-      update_every=sp.update_every,
-      tau=sp.tau,
-      epsilon=sp.epsilon,
-      smoothing=sp.smoothing,
+    self.mixer = mixture.from_config(
+      data_config,
       seed=_seed(data_config.get("shuffle_seed", 0), seed, 99),
       process_index=process_index,
     )
