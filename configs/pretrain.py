@@ -232,8 +232,8 @@ def _data(variant, bucket):
       tau=1.0,
       epsilon=0.05,
       smoothing=0.9,
-      # excess_loss's reference loss per source: the last data/smoothed_loss/<name> of the
-      # finished run in this workdir (e.g. a short `static` run over the same sources) ...
+      # excess_loss's reference loss per source: the last train/loss_<name> of the finished
+      # run in this workdir (e.g. a short `static` run over the same sources) ...
       reference_run="",
       # ... and/or given here, name -> loss (these win over reference_run's).
       reference_losses={},

@@ -179,12 +179,12 @@ def test_data_efficiency_quick(tmp_path):
       assert weights == pytest.approx([1 / 3] * len(weights))
     else:  # the adaptive policies did update
       assert any(abs(w - 1 / 3) > 1e-6 for w in weights), (policy, weights)
-  # excess_loss took static's last smoothed losses as its reference.
+  # excess_loss took static's last per-source training losses as its reference.
   pre = train_fixtures.read_metrics(tmp_path / "excess_loss_seed0_pretrain")
   static = json.loads((runs / "static_seed0.json").read_text())["result"]
   logged = [r for r in pre if "data/reference_loss/clean" in r][-1]
   reference = {k.split("/")[-1]: v for k, v in logged.items() if "reference_loss" in k}
-  assert reference == static["final_smoothed_loss"]
+  assert reference == static["final_loss"]
 
 
 @pytest.mark.slow  # not ci: 5 pretrain + fine-tune chains, ~4 min idle

@@ -119,13 +119,13 @@ def _sampling(**kw):
 
 def test_reference_losses_come_from_a_run_and_the_config(tmp_path):
   rows = [
-    {"step": 50, "data/smoothed_loss/clean": 2.0, "data/smoothed_loss/noisy": 3.5},
-    {"step": 60, "train/loss": 1.0},
-    {"step": 100, "data/smoothed_loss/clean": 0.7, "data/smoothed_loss/noisy": 3.1},
+    {"step": 50, "train/loss_clean": 2.0, "train/loss_noisy": 3.5, "data/smoothed_loss/clean": 9},
+    {"step": 60, "train/loss": 1.0, "train/loss_decoder": 1.0},
+    {"step": 100, "train/loss_clean": 0.7, "train/loss_noisy": 3.1},
   ]
   (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
   config = _sampling(reference_run=str(tmp_path))
-  assert mixture.reference_losses(config.sampling) == {"clean": 0.7, "noisy": 3.1}
+  assert mixture.reference_losses(config) == {"clean": 0.7, "noisy": 3.1}
   config.sampling.reference_losses = {"noisy": 2.9}  # the config's numbers win
   np.testing.assert_array_equal(mixture.from_config(config).reference, [0.7, 2.9])
 
@@ -134,7 +134,7 @@ def test_a_bad_reference_run_is_one_clear_error(tmp_path):
   with pytest.raises(ValueError, match=r"reference_run=.*no metrics.jsonl"):
     mixture.from_config(_sampling(reference_run=str(tmp_path / "nowhere")))
   (tmp_path / "metrics.jsonl").write_text('{"step": 1, "train/loss": 2.0}\n')
-  with pytest.raises(ValueError, match=r"no data/smoothed_loss/<source> records"):
+  with pytest.raises(ValueError, match=r"no train/loss_<source> records"):
     mixture.from_config(_sampling(reference_run=str(tmp_path)))
   with pytest.raises(ValueError, match=r"none for \['clean', 'noisy'\]"):
     mixture.from_config(_sampling())

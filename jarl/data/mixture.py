@@ -20,9 +20,10 @@ images keeps a high loss that no training removes. The other two adaptive rules 
 training can still change. `excess_loss` is DoReMi's signal (Xie et al. 2023: the proxy's
 loss minus a reference model's, clipped at 0); a noisy source's reference loss is high too,
 so its excess goes to 0 once the learnable part (the captions' grammar) is learnt. We take
-the reference from a finished run over the same sources (its last smoothed loss per source,
-`reference_run`) or from numbers the config gives (`reference_losses`), and weigh it like
-the other rules rather than by DoReMi's exponentiated-gradient step: one formula for all.
+the reference from a finished run over the same sources (its last logged training loss
+per source, `reference_run`) or from numbers the config gives (`reference_losses`), and
+weigh it like the other rules rather than by DoReMi's exponentiated-gradient step: one
+formula for all.
 `learning_progress` is the loss's relative fall per update, so that sources of different
 loss levels compare: an absolute fall is larger for a high-loss source at the same pace.
 
@@ -233,28 +234,34 @@ def _reference_array(policy: str, names: list[str], reference) -> np.ndarray | N
   return out
 
 
-def reference_losses(sampling) -> dict[str, float]:
-  """The reference loss per source name for excess_loss: the last `data/smoothed_loss/<name>`
-  that the run in `sampling.reference_run` (a workdir) logged, then `sampling.reference_losses`
-  (name -> loss) on top. Empty when neither is set."""
-  out = {}
+def reference_losses(data_config) -> dict[str, float]:
+  """The reference loss per source name for excess_loss: the last `train/loss_<name>` (the
+  mean per-example loss of the source over a log interval) that the run in
+  `sampling.reference_run` (a workdir) logged, then `sampling.reference_losses`
+  (name -> loss) on top. Empty when neither is set.
+
+  Not the mixer's smoothed loss: its moving average trails a falling loss (at the demo's
+  smoothing 0.9 per 50-step update it was still 1.0 nats when the training loss was 0.6).
+  """
+  sampling, out = data_config.sampling, {}
   run = sampling.get("reference_run", "")
   if run:
-    if not os.path.exists(os.path.join(run, "metrics.jsonl")):
+    path = os.path.join(run, "metrics.jsonl")
+    if not os.path.exists(path):
       raise ValueError(
         f"config.data.sampling.reference_run={run!r}: no metrics.jsonl there "
         "(a finished run's workdir over the same sources)"
       )
-    prefix = "data/smoothed_loss/"
+    keys = {f"train/loss_{s['name']}": s["name"] for s in data_config.sources}
     # Read here, not through jarl.metrics_writer: that pulls in TensorFlow (clu), whose
     # start-up logging would bury config_checks' one-line errors.
-    with open(os.path.join(run, "metrics.jsonl"), encoding="utf-8") as f:
+    with open(path, encoding="utf-8") as f:
       for row in (json.loads(line) for line in f if line.strip()):
-        out.update({k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)})
+        out.update({keys[k]: v for k, v in row.items() if k in keys})
     if not out:
       raise ValueError(
         f"config.data.sampling.reference_run={run!r}: its metrics.jsonl has no "
-        f"{prefix}<source> records"
+        f"train/loss_<source> records for the sources {sorted(keys.values())}"
       )
   out.update({k: float(v) for k, v in dict(sampling.get("reference_losses", {})).items()})
   return out
@@ -273,5 +280,5 @@ def from_config(data_config, *, seed: int = 0, process_index: int = 0) -> Mixer:
     smoothing=sp.smoothing,
     seed=seed,
     process_index=process_index,
-    reference=reference_losses(sp) if sp.policy == "excess_loss" else None,
+    reference=reference_losses(data_config) if sp.policy == "excess_loss" else None,
   )
