@@ -231,7 +231,8 @@ def _data(variant, bucket):
       update_every=50,  # T: steps between weight updates
       tau=1.0,
       epsilon=0.05,
-      smoothing=0.9,
+      smoothing=0.9,  # EMA of each source's loss per update
+      progress_smoothing=0.9,  # learning_progress: EMA of the relative fall per update
       # excess_loss's reference loss per source: the last train/loss_<name> of the finished
       # run in this workdir (e.g. a short `static` run over the same sources) ...
       reference_run="",

@@ -80,6 +80,21 @@ def test_excess_loss_weighs_what_is_left_above_the_reference():
   np.testing.assert_allclose(m.weights, [2 / 3, 1 / 3, 0.0])
 
 
+def test_learning_progress_follows_the_trend_not_one_window():
+  # Per-example noise as in training (std 0.3 nats, ~170 examples per source and window):
+  # s0 falls 1% per update, s1 stays put. One window's fall is mostly noise; the EMA of
+  # the fall keeps most of the weight on s0 at nearly every update.
+  m = _mixer("learning_progress", n=2, smoothing=0.5, update_every=1, epsilon=0.05)
+  rng = np.random.default_rng(0)
+  on_s0 = []
+  for step in range(1, 101):
+    ids = rng.integers(2, size=340)
+    level = np.where(ids == 0, 0.99**step, 1.0)
+    m.update(ids, level * (1 + 0.3 * rng.standard_normal(340)), step)
+    on_s0.append(m.weights[0])
+  assert np.mean(on_s0[30:]) > 0.8 and np.mean(np.array(on_s0[30:]) < 0.5) < 0.1
+
+
 def test_learning_progress_is_scale_free():
   # Both sources lose 1% of their loss per step; one is 10x the other's level.
   m = _mixer("learning_progress", n=2, epsilon=0.0)
@@ -108,6 +123,7 @@ def _sampling(**kw):
           tau=1.0,
           epsilon=0.05,
           smoothing=0.9,
+          progress_smoothing=0.9,
           reference_run="",
           reference_losses={},
         ),
@@ -192,3 +208,5 @@ def test_bad_settings_name_the_config_key():
     mixture.Mixer(["a", "b", "c"], [1, 1, 1], epsilon=0.5)
   with pytest.raises(ValueError, match="policy"):
     mixture.Mixer(["a"], [1], policy="greedy")
+  with pytest.raises(ValueError, match="progress_smoothing=1.0"):
+    mixture.Mixer(["a"], [1], progress_smoothing=1.0)

@@ -10,9 +10,10 @@ mixer turns the window's mean loss per source into a smoothed loss s_i (EMA with
     excess_loss        p_i ∝ w_i * max(s_i - r_i, 0)      (r_i: the source's loss in a
                                                            reference run; spend on what is
                                                            still above what it can reach)
-    learning_progress  p_i ∝ w_i * max(1 - s_i / s_i', 0) (s_i' = previous update's s_i:
-                                                           spend where loss still falls,
-                                                           relative to its level)
+    learning_progress  p_i ∝ w_i * max(g_i, 0)            (g_i: EMA, `progress_smoothing`,
+                                                           of the relative fall per update
+                                                           1 - s_i / s_i'; spend where the
+                                                           loss still falls)
     weights = epsilon + (1 - n * epsilon) * p             (floor: no source starves)
 
 `loss` leans toward noisy data by construction: a source whose captions do not match its
@@ -24,8 +25,11 @@ the reference from a finished run over the same sources (its last logged trainin
 per source, `reference_run`) or from numbers the config gives (`reference_losses`), and
 weigh it like the other rules rather than by DoReMi's exponentiated-gradient step: one
 formula for all.
-`learning_progress` is the loss's relative fall per update, so that sources of different
-loss levels compare: an absolute fall is larger for a high-loss source at the same pace.
+`learning_progress` reads the loss's relative fall, so that sources of different loss levels
+compare (an absolute fall is larger for a high-loss source at the same pace), averaged over
+updates by its own EMA: one window's fall is mostly noise (with s_i over ~1000 examples per
+source, single updates put 90% of the weight on whichever source's window came out low),
+and averaging the fall, not the level, adds no lag to s_i.
 
 Sources are drawn per example with a counter-based RNG, key (seed, process, draw count),
 so the whole state is a handful of numbers and a restored mixer repeats its draws exactly.
@@ -43,16 +47,17 @@ def policy_weights(
   policy: str,
   base: np.ndarray,
   smoothed: np.ndarray,
-  previous: np.ndarray,
+  progress: np.ndarray,
   *,
   tau: float,
   epsilon: float,
   reference: np.ndarray | None = None,
 ) -> np.ndarray:
   """Mixture weights [n] from config weights `base` [n] and smoothed losses [n]
-  (`previous`: the last update's; `reference` [n]: reference losses, for excess_loss).
+  (`progress` [n]: smoothed relative fall, for learning_progress; `reference` [n]:
+  reference losses, for excess_loss).
 
-  NaN in `smoothed`/`previous` marks "no loss seen yet": such sources get the mean of the
+  NaN in `smoothed`/`progress` marks "not known yet": such sources get the mean of the
   known scores, so they are neither favoured nor starved before their first report.
   """
   n = len(base)
@@ -63,8 +68,7 @@ def policy_weights(
   elif policy == "excess_loss":
     score = np.maximum(smoothed - reference, 0.0)
   elif policy == "learning_progress":
-    with np.errstate(divide="ignore", invalid="ignore"):
-      score = np.maximum(1.0 - smoothed / previous, 0.0)
+    score = np.maximum(progress, 0.0)
   else:
     raise ValueError(f"config.data.sampling.policy={policy!r}: choose from {POLICIES}")
   known = np.isfinite(score)
@@ -92,6 +96,7 @@ class Mixer:
     tau: float = 1.0,
     epsilon: float = 0.0,
     smoothing: float = 0.9,
+    progress_smoothing: float = 0.9,
     seed: int = 0,
     process_index: int = 0,
     reference: dict[str, float] | None = None,
@@ -110,18 +115,23 @@ class Mixer:
       raise ValueError(
         f"config.data.sampling.epsilon={epsilon}: needs 0 <= epsilon <= 1/{n} for {n} sources"
       )
+    for key, value in (("smoothing", smoothing), ("progress_smoothing", progress_smoothing)):
+      if not 0 <= value < 1:
+        raise ValueError(f"config.data.sampling.{key}={value}: needs 0 <= {key} < 1")
     if update_every < 1:
       raise ValueError(f"config.data.sampling.update_every={update_every}: must be >= 1")
     self.reference = _reference_array(policy, list(names), reference)
     self.names, self.base = list(names), base / base.sum()
     self.policy, self.update_every, self.tau = policy, int(update_every), float(tau)
     self.epsilon, self.smoothing = float(epsilon), float(smoothing)
+    self.progress_smoothing = float(progress_smoothing)
     self.seed, self.process_index = int(seed), int(process_index)
     self.weights = policy_weights(
       "static", self.base, self.base, self.base, tau=1.0, epsilon=self.epsilon
     )
     self.smoothed = np.full(n, np.nan)
     self.previous = np.full(n, np.nan)
+    self.progress = np.full(n, np.nan)
     self._sum = np.zeros(n)
     self._count = np.zeros(n)
     self.last_update_step = 0
@@ -155,11 +165,18 @@ class Mixer:
     first = seen & ~np.isfinite(self.smoothed)
     blend = self.smoothing * self.smoothed + (1 - self.smoothing) * mean
     self.smoothed = np.where(first, mean, np.where(seen, blend, self.smoothed))
+    with np.errstate(divide="ignore", invalid="ignore"):
+      fall = 1.0 - self.smoothed / self.previous  # NaN until a source has two updates
+    ps = self.progress_smoothing
+    fresh = np.isfinite(fall) & ~np.isfinite(self.progress)
+    self.progress = np.where(
+      fresh, fall, np.where(np.isfinite(fall), ps * self.progress + (1 - ps) * fall, self.progress)
+    )
     self.weights = policy_weights(
       self.policy,
       self.base,
       self.smoothed,
-      self.previous,
+      self.progress,
       tau=self.tau,
       epsilon=self.epsilon,
       reference=self.reference,
@@ -178,6 +195,8 @@ class Mixer:
         out[f"data/reference_loss/{name}"] = float(self.reference[i])
       if np.isfinite(self.smoothed[i]):
         out[f"data/smoothed_loss/{name}"] = float(self.smoothed[i])
+      if self.policy == "learning_progress" and np.isfinite(self.progress[i]):
+        out[f"data/progress/{name}"] = float(self.progress[i])
     return out
 
   def get_state(self) -> dict:
@@ -188,6 +207,7 @@ class Mixer:
       weights=floats(self.weights),
       smoothed=floats(self.smoothed),
       previous=floats(self.previous),
+      progress=floats(self.progress),
       window_sum=floats(self._sum),
       window_count=floats(self._count),
       last_update_step=self.last_update_step,
@@ -205,6 +225,9 @@ class Mixer:
     arr = lambda a: np.array([np.nan if v is None else v for v in a], np.float64)  # pylint: disable=unnecessary-lambda-assignment
     self.weights, self.smoothed = arr(state["weights"]), arr(state["smoothed"])
     self.previous = arr(state["previous"])
+    self.progress = (
+      arr(state["progress"]) if "progress" in state else np.full(len(self.names), np.nan)
+    )
     self._sum, self._count = arr(state["window_sum"]), arr(state["window_count"])
     self.last_update_step = int(state["last_update_step"])
     self.num_updates, self.draws = int(state["num_updates"]), int(state["draws"])
@@ -278,6 +301,7 @@ def from_config(data_config, *, seed: int = 0, process_index: int = 0) -> Mixer:
     tau=sp.tau,
     epsilon=sp.epsilon,
     smoothing=sp.smoothing,
+    progress_smoothing=sp.get("progress_smoothing", 0.9),
     seed=seed,
     process_index=process_index,
     reference=reference_losses(data_config) if sp.policy == "excess_loss" else None,
