@@ -44,6 +44,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
@@ -132,6 +133,11 @@ def run_one(policy: str, seed: int, protocol: Protocol, root: str, reference=Non
   cfg = configs(protocol, policy, seed, reference)
   pre = cfg["pretrain"]
   pre_dir = os.path.join(root, f"{policy}_seed{seed}_pretrain")
+  # From scratch: the trainer would resume a stopped run's checkpoint left in the work
+  # folder, made by whatever code that run had.
+  for name in os.listdir(root) if os.path.isdir(root) else ():
+    if name.startswith(f"{policy}_seed{seed}_"):
+      shutil.rmtree(os.path.join(root, name))
   start = time.time()
   train.train_and_evaluate(pre, pre_dir)
   out = dict(pretrain_seconds=time.time() - start, vqa_seconds=[], curve=[])
