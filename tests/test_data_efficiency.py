@@ -1,0 +1,45 @@
+"""benchmarks/data_efficiency.py: the data-efficiency ratio and the protocol check."""
+
+import math
+
+import pytest
+
+from benchmarks import data_efficiency as de
+
+
+def test_examples_to_reach_interpolates_between_budgets():
+  curve = [(100, 0.5), (200, 0.7), (400, 0.8)]
+  assert de.examples_to_reach(curve, 0.6) == pytest.approx(150)
+  assert de.examples_to_reach(curve, 0.75) == pytest.approx(300)
+  assert de.examples_to_reach(curve, 0.4) == 100  # there at the first budget already
+  assert de.examples_to_reach(curve, 0.9) == math.inf
+  losses = [(100, 2.0), (200, 1.0)]  # lower is better
+  assert de.examples_to_reach(losses, 1.5, higher=False) == pytest.approx(150)
+
+
+def test_ratio_is_examples_static_needs_over_examples_the_policy_needs():
+  static = [(100, 0.5), (200, 0.6), (400, 0.7)]
+  twice_as_fast = [(100, 0.6), (200, 0.7), (400, 0.75)]
+  # The worse final is static's 0.7: static needs 400 examples, the policy 200.
+  assert de.efficiency_ratio(static, twice_as_fast) == pytest.approx(2.0)
+  assert de.efficiency_ratio(twice_as_fast, static) == pytest.approx(0.5)
+  assert de.efficiency_ratio(static, static) == 1.0
+
+
+def _run(vals, weight=1 / 3):
+  budgets = de.QUICK.budgets
+  return dict(
+    curve=[[b, b * 8, v, v] for b, v in zip(budgets, vals)],
+    weights={n: [[1, weight], [2, weight]] for n, _ in de.SOURCES},
+    val_loss=[[0, 5.0], [budgets[-1], 1.0]],
+  )
+
+
+def test_protocol_check_reads_static_alone():
+  flat = de.summarise({"static": {0: _run([0.60, 0.61])}, "loss": {0: _run([0.5, 0.9])}}, de.QUICK)
+  assert flat["protocol_check"]["separates"] is False
+  assert flat["protocol_check"]["static_gain"] == pytest.approx(0.01)
+  rising = de.summarise({"static": {0: _run([0.60, 0.70]), 1: _run([0.6, 0.72])}}, de.QUICK)
+  assert rising["protocol_check"]["separates"] is True
+  assert rising["data_efficiency_ratio"]["static"] == {"mean": 1.0, "std": 0.0}
+  assert rising["policies"]["static"]["val_8_std"] == pytest.approx(0.0141421356)
