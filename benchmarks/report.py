@@ -304,9 +304,10 @@ def render(records: list[dict[str, Any]]) -> str:
     if r.get("notes"):
       lines += ["", r["notes"]]
     plots = list(r.get("plots", []))
-    result_plot = r.get("result", {}).get("plot")  # the benchmarks' own `plot` key
-    if isinstance(result_plot, str) and result_plot.endswith(".png") and result_plot not in plots:
-      plots.append(result_plot)
+    result = r.get("result", {})  # the benchmarks' own `plot` / `plots` keys
+    for result_plot in [result.get("plot")] + list(result.get("plots", [])):
+      if isinstance(result_plot, str) and result_plot.endswith(".png") and result_plot not in plots:
+        plots.append(result_plot)
     for plot in plots:
       path = pathlib.PurePosixPath(plot)  # relative to the checkout; results.md is in docs/
       link = path.relative_to("docs") if plot.startswith("docs/") else f"../{plot}"
