@@ -125,8 +125,9 @@ def configs(protocol: Protocol, policy: str, seed: int, reference: dict | None) 
   return dict(pretrain=pre, vqa=vqa)
 
 
-def _rows(workdir: str, key: str) -> list[list]:
-  return [[r["step"], r[key]] for r in metrics_writer.read_jsonl(workdir) if key in r]
+def _rows(records: list[dict], key: str) -> list[list]:
+  """[[step, value]] of `key` in a run's metrics records."""
+  return [[r["step"], r[key]] for r in records if key in r]
 
 
 def run_one(policy: str, seed: int, protocol: Protocol, root: str, reference=None) -> dict:
@@ -146,12 +147,13 @@ def run_one(policy: str, seed: int, protocol: Protocol, root: str, reference=Non
   train.train_and_evaluate(pre, pre_dir)
   out = dict(pretrain_seconds=time.time() - start, vqa_seconds=[], curve=[])
   names = [name for name, _ in protocol.noise]
-  out["weights"] = {n: _rows(pre_dir, f"data/weight/{n}") for n in names}
-  out["smoothed_loss"] = {n: _rows(pre_dir, f"data/smoothed_loss/{n}") for n in names}
-  out["train_loss"] = {n: _rows(pre_dir, f"train/loss_{n}") for n in names}
-  out["final_loss"] = {n: _rows(pre_dir, f"train/loss_{n}")[-1][1] for n in names}
-  out["val_loss"] = _rows(pre_dir, "val/loss")
-  losses = [v for _, v in _rows(pre_dir, "train/loss")]
+  records = metrics_writer.read_jsonl(pre_dir)
+  out["weights"] = {n: _rows(records, f"data/weight/{n}") for n in names}
+  out["smoothed_loss"] = {n: _rows(records, f"data/smoothed_loss/{n}") for n in names}
+  out["train_loss"] = {n: _rows(records, f"train/loss_{n}") for n in names}
+  out["final_loss"] = {n: rows[-1][1] for n, rows in out["train_loss"].items()}
+  out["val_loss"] = _rows(records, "val/loss")
+  losses = [v for _, v in _rows(records, "train/loss")]
   out["pretrain_loss_first"], out["pretrain_loss_last"] = losses[0], losses[-1]
   for budget in protocol.budgets:
     vqa = cfg["vqa"].copy_and_resolve_references()
