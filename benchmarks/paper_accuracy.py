@@ -29,7 +29,6 @@ passed 88% by fine-tuning step 3000 (demo record). docs/benchmarks.md has the fi
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 import time
@@ -179,6 +178,7 @@ def run_one(name: str, seed: int, protocol: Protocol, root: str) -> dict:
   """
   cfg = configs(protocol, ARMS[name][0], seed)
   out = {}
+  run_jobs.clear_workdirs(root, f"{name}_seed{seed}_")
   pre_dir = os.path.join(root, f"{name}_seed{seed}_pretrain")
   for phase, config in cfg.items():
     workdir = pre_dir if phase == "pretrain" else os.path.join(root, f"{name}_seed{seed}_{phase}")
@@ -211,13 +211,7 @@ def run_one(name: str, seed: int, protocol: Protocol, root: str) -> dict:
 
 def recorded(path: pathlib.Path, protocol: Protocol, name: str) -> dict | None:
   """The run file's record if it was made with `protocol` and the arm's overrides."""
-  if not path.exists():
-    return None
-  rec = json.loads(path.read_text())
-  same = rec.get("settings", {}).get("protocol") == dataclasses.asdict(protocol) and rec[
-    "settings"
-  ].get("overrides") == record._jsonable(ARMS[name][0])  # pylint: disable=protected-access
-  return rec if same else None
+  return record.read_run(path, protocol=dataclasses.asdict(protocol), overrides=ARMS[name][0])
 
 
 def base_gflops(pre_config) -> float:
@@ -237,22 +231,18 @@ def base_gflops(pre_config) -> float:
 def run_file(
   runs_dir: pathlib.Path, name: str, seed: int, protocol: Protocol, result: dict, start=None
 ):
-  """Writes one finished run, stamped like a record (commit, machine, date). `start`: a
-  record.make stamp from when the run began, whose commit and dirty flag are the code's
-  (a commit made during a run half an hour long is not what it ran)."""
+  """Writes one finished run (`record.write_run`; `start`: its stamp from when it began)."""
   settings = dict(
     arm=name, seed=seed, protocol=dataclasses.asdict(protocol), overrides=ARMS[name][0]
   )
-  rec = record.make(f"paper_tables/{name}_seed{seed}", result, settings)
-  if start is not None:
-    rec.update(commit=start["commit"], dirty=start["dirty"])
-  rec["command"] = (
-    f"python -m benchmarks.paper_tables --part=accuracy --arms={name} --seeds={seed} --rerun"
+  record.write_run(
+    runs_dir / f"{name}_seed{seed}.json",
+    f"paper_tables/{name}_seed{seed}",
+    result,
+    settings,
+    command=f"python -m benchmarks.paper_tables --part=accuracy --arms={name} --seeds={seed} --rerun",
+    start=start,
   )
-  path = runs_dir / f"{name}_seed{seed}.json"
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(rec, indent=2) + "\n")
-  print(f"recorded {path}", flush=True)
 
 
 def pending(runs_dir, names, seeds, protocol, rerun: bool) -> list[tuple[str, int]]:

@@ -193,3 +193,36 @@ def emit(
   (unless `save` is False: a run whose figures are not the record's, e.g. on CPU)."""
   print(json.dumps(_jsonable(result), sort_keys=True), flush=True)
   return write(name, result, args, **kwargs) if save else None
+
+
+def read_run(path: pathlib.Path, **settings: Any) -> dict[str, Any] | None:
+  """The run file at `path` (see `write_run`) if it exists and was made with `settings`
+  (each compared as JSON with the file's settings of that name); else None."""
+  if not path.exists():
+    return None
+  rec = json.loads(path.read_text())
+  made = rec.get("settings", {})
+  same = all(made.get(k) == _jsonable(v) for k, v in settings.items())
+  return rec if same else None
+
+
+def write_run(
+  path: pathlib.Path,
+  name: str,
+  result: dict[str, Any],
+  settings: dict[str, Any],
+  *,
+  command: str,
+  start: dict[str, Any] | None = None,
+) -> None:
+  """Writes one finished run of a many-run benchmark (paper_accuracy, data_efficiency) as
+  its own record at `path`, whose `command` repeats just that run. `start`: a `make` stamp
+  from when the run began: its commit and dirty flag are the code's (a commit made during
+  a run an hour long is not what it ran)."""
+  rec = make(name, result, settings)
+  if start is not None:
+    rec.update(commit=start["commit"], dirty=start["dirty"])
+  rec["command"] = command
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(rec, indent=2) + "\n")
+  print(f"recorded {path}", flush=True)

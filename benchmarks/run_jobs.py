@@ -4,6 +4,7 @@ on both (small models do not use two cores well). Users: paper_accuracy, data_ef
 """
 
 import os
+import shutil
 import subprocess
 import time
 
@@ -35,3 +36,11 @@ def run_parallel(todo: list, jobs: int, argv_for) -> None:
         failed.append(proc.item)
   if failed:
     raise RuntimeError(f"runs failed (see their output above): {failed}")
+
+
+def clear_workdirs(root: str, prefix: str) -> None:
+  """Removes `root`'s folders named `prefix`*: a run starts from nothing, for the trainer
+  would resume a stopped run's checkpoint left there, made by whatever code that run had."""
+  for name in os.listdir(root) if os.path.isdir(root) else ():
+    if name.startswith(prefix):
+      shutil.rmtree(os.path.join(root, name))

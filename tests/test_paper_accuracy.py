@@ -12,7 +12,7 @@ import sys
 import pytest
 import train_fixtures
 
-from benchmarks import paper_accuracy, paper_verdicts
+from benchmarks import paper_accuracy, paper_verdicts, run_jobs
 from jarl import config_checks
 
 
@@ -123,3 +123,13 @@ def test_protocol_check_reads_the_bar_and_the_curves():
   assert check["last_curve_gain"] == {"a": pytest.approx(0.30)}
   assert paper_verdicts.protocol_check({"a": arm(0.84, 0.0)}, {})["verdict"] == "not met"
   assert paper_verdicts.protocol_check({}, {})["verdict"] == "not measured"
+
+
+def test_a_run_starts_from_empty_workdirs(tmp_path):
+  """A stopped run's checkpoints would be resumed by the trainer: the next run of that
+  arm and seed clears its folders first, and only its own (seed 1 is not seed 10)."""
+  for name in ("jarl_seed1_pretrain", "jarl_seed1_vqa", "jarl_seed10_pretrain", "concat_seed1_vqa"):
+    (tmp_path / name / "checkpoints").mkdir(parents=True)
+  run_jobs.clear_workdirs(str(tmp_path), "jarl_seed1_")
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["concat_seed1_vqa", "jarl_seed10_pretrain"]
+  run_jobs.clear_workdirs(str(tmp_path / "absent"), "jarl_seed1_")  # nothing there yet
