@@ -164,8 +164,10 @@ def test_data_efficiency_quick(tmp_path):
   result = run_quick(
     "benchmarks.data_efficiency", f"--workdir={tmp_path}", "--plots=" + ",".join(map(str, plots))
   )
-  policies = {"static", "loss", "excess_loss", "learning_progress"}
+  policies = {"static", "loss", "excess_loss", "learning_progress", "clean_only"}
   assert set(result["policies"]) == policies and result["seeds"] == [0]
+  assert "clean_only_gap" in result["protocol_check"]
+  assert all("headroom" in s for s in result["policies"].values())
   assert set(result["data_efficiency_ratio"]) == policies
   assert result["data_efficiency_ratio"]["static"] == {"mean": 1.0, "std": 0.0}
   for path in plots:
@@ -177,6 +179,8 @@ def test_data_efficiency_quick(tmp_path):
     weights = [w for rows in run["weights"].values() for _, w in rows]
     if policy == "static":  # never moves from the config's 1:1:1
       assert weights == pytest.approx([1 / 3] * len(weights))
+    elif policy == "clean_only":  # one source, always drawn
+      assert set(run["weights"]) == {"clean"} and weights == pytest.approx([1.0] * len(weights))
     else:  # the adaptive policies did update
       assert any(abs(w - 1 / 3) > 1e-6 for w in weights), (policy, weights)
   # excess_loss took static's last per-source training losses as its reference.

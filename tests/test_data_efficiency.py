@@ -43,3 +43,26 @@ def test_protocol_check_reads_static_alone():
   assert rising["protocol_check"]["separates"] is True
   assert rising["data_efficiency_ratio"]["static"] == {"mean": 1.0, "std": 0.0}
   assert rising["policies"]["static"]["val_8_std"] == pytest.approx(0.0141421356)
+
+
+def test_clean_only_is_static_over_the_clean_source():
+  pre = de.configs(de.QUICK, de.CLEAN_ONLY, 0, None)["pretrain"]
+  assert [s["name"] for s in pre.data.sources] == ["clean"]
+  assert pre.data.sampling.policy == "static"
+  mixed = de.configs(de.QUICK, "static", 0, None)["pretrain"]
+  assert [s["name"] for s in mixed.data.sources] == [n for n, _ in de.SOURCES]
+
+
+def test_headroom_is_the_share_of_the_clean_only_gap_a_policy_closes():
+  clean = _run([0.80, 0.90])
+  clean["weights"] = {"clean": [[1, 1.0], [2, 1.0]]}  # the other sources are never drawn
+  runs = {"static": {0: _run([0.6, 0.6])}, "loss": {0: _run([0.6, 0.75])}, "clean_only": {0: clean}}
+  result = de.summarise(runs, de.QUICK)
+  check = result["protocol_check"]
+  assert check["separates"] is False and check["sees_quality"] is True
+  assert check["clean_only_gap"] == pytest.approx(0.3)
+  assert result["policies"]["loss"]["headroom"] == pytest.approx(0.5)
+  assert result["policies"]["static"]["headroom"] == 0.0
+  assert result["policies"]["clean_only"]["weight_noisy_run_mean"] == 0.0
+  text = "\n".join(de.markdown(dict(result, seeds=[0]), de.QUICK, "cmd"))
+  assert "| `loss` | 1 |" in text and "| 0.50 |" in text and "it does." in text
