@@ -166,8 +166,8 @@ def test_data_efficiency_quick(tmp_path):
   )
   policies = {"static", "loss", "excess_loss", "learning_progress", "clean_only"}
   assert set(result["policies"]) == policies and result["seeds"] == [0]
-  assert "clean_only_gap" in result["protocol_check"]
-  assert all("headroom" in s for s in result["policies"].values())
+  gap = result["protocol_check"]["clean_only_gap"]  # the tiny model may tie: no headroom
+  assert all(("headroom" in s) == bool(gap) for s in result["policies"].values())
   assert set(result["data_efficiency_ratio"]) == policies
   assert result["data_efficiency_ratio"]["static"] == {"mean": 1.0, "std": 0.0}
   for path in plots:
