@@ -124,11 +124,9 @@ def configs(protocol: Protocol, policy: str, seed: int, reference: dict | None) 
   ]
   for s in pre.data.sources:
     s["weight"] = 1.0
-  if policy == CLEAN_ONLY:
-    pre.data.sources = pre.data.sources[:1]
-  pre.data.sampling.update(
-    policy="static" if policy == CLEAN_ONLY else policy, smoothing=protocol.smoothing
-  )
+  if policy == CLEAN_ONLY:  # static over the clean source alone
+    pre.data.sources, policy = pre.data.sources[:1], "static"
+  pre.data.sampling.update(policy=policy, smoothing=protocol.smoothing)
   if policy == "excess_loss":
     pre.data.sampling.reference_losses = dict(reference)
   step = math.gcd(*protocol.budgets)
@@ -179,10 +177,7 @@ def run_one(policy: str, seed: int, protocol: Protocol, root: str, reference=Non
     start = time.time()
     train.train_and_evaluate(vqa, ft_dir)
     out["vqa_seconds"].append(time.time() - start)
-    final = {}
-    for r in metrics_writer.read_jsonl(ft_dir):
-      if r.get("step") == vqa.total_steps:
-        final.update(r)
+    final = paper_accuracy.final_metrics(ft_dir, vqa.total_steps)
     examples = budget * pre.global_batch_size
     out["curve"].append([budget, examples, final["val/accuracy"], final["heldout/accuracy"]])
   return out

@@ -161,7 +161,8 @@ def configs(protocol: Protocol, fusion: dict, seed: int) -> dict:
   return out
 
 
-def _final(workdir: str, step: int) -> dict:
+def final_metrics(workdir: str, step: int) -> dict:
+  """Every metric a run logged at `step` (each evaluation split is its own line)."""
   final = {}
   for rec in metrics_writer.read_jsonl(workdir):
     if rec.get("step") == step:
@@ -201,7 +202,7 @@ def run_one(name: str, seed: int, protocol: Protocol, root: str) -> dict:
         for step, r in sorted(at.items())
         if step > 0
       ]
-    final = _final(workdir, config.total_steps)
+    final = final_metrics(workdir, config.total_steps)
     for split in ("val", "heldout"):
       if f"{split}/accuracy" not in final:
         raise RuntimeError(f"{workdir}: no {split}/accuracy at step {config.total_steps}")
