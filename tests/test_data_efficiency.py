@@ -66,3 +66,22 @@ def test_headroom_is_the_share_of_the_clean_only_gap_a_policy_closes():
   assert result["policies"]["clean_only"]["weight_noisy_run_mean"] == 0.0
   text = "\n".join(de.markdown(dict(result, seeds=[0]), de.QUICK, "cmd"))
   assert "| `loss` | 1 |" in text and "| 0.50 |" in text and "it does." in text
+
+
+def test_headline_reads_the_loss_ratio_when_the_check_fails():
+  faster = _run([0.6, 0.6])
+  faster["val_loss"] = [[0, 5.0], [4, 1.0], [8, 0.5]]  # static's final 1.0 at half the steps
+  flat = de.summarise({"static": {0: _run([0.6, 0.6])}, "loss": {0: faster}}, de.QUICK)
+  assert flat["data_efficiency_measure"] == "clean-caption validation loss"
+  assert flat["data_efficiency_ratio"]["loss"] == {"mean": pytest.approx(2.0), "std": 0.0}
+  assert flat["verdicts"]["loss"] == "one seed"
+  rising = de.summarise({"static": {0: _run([0.6, 0.7])}, "loss": {0: faster}}, de.QUICK)
+  assert rising["data_efficiency_measure"] == "val VQA accuracy"
+  assert rising["data_efficiency_ratio"]["loss"]["mean"] == pytest.approx(1.0)
+
+
+def test_verdict_needs_a_gap_beyond_the_spread_over_seeds():
+  assert de.verdict(1.4, 0.1, 3) == "beats static"
+  assert de.verdict(0.7, 0.1, 3) == "trails static"
+  assert de.verdict(1.4, 0.5, 3) == "within noise"
+  assert de.verdict(1.4, 0.0, 1) == "one seed"
