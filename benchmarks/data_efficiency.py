@@ -238,6 +238,19 @@ def collect(runs_dir: pathlib.Path, protocol: Protocol) -> tuple[dict, dict]:
   return runs, commits
 
 
+def _ratio(static: dict, run: dict, measure: str, protocol: Protocol) -> float:
+  """`run`'s data-efficiency ratio against `static` (two runs' results) on `measure`:
+  "ratio" (val VQA over the budgets) or "loss_ratio" (the clean caption val loss)."""
+  batch = run["curve"][0][1] / protocol.budgets[0]
+
+  def curve(r):  # [(examples, value)]
+    if measure == "ratio":
+      return [(c[1], c[2]) for c in r["curve"]]
+    return [(step * batch, v) for step, v in r["val_loss"]]
+
+  return efficiency_ratio(curve(static), curve(run), higher=measure == "ratio")
+
+
 def summarise(runs: dict[str, dict[int, dict]], protocol: Protocol) -> dict:
   """Per policy: accuracy at each budget (mean/std), ratios against static (mean/std over
   the seeds both have), final weights; the JSON's `data_efficiency_ratio`."""
@@ -255,16 +268,8 @@ def summarise(runs: dict[str, dict[int, dict]], protocol: Protocol) -> dict:
         row.update({f"weight_{n}": w[-1][1], f"weight_{n}_run": np.mean([v for _, v in w])})
       row["val_loss_final"] = r["val_loss"][-1][1]
       if seed in static:
-        s = static[seed]
-        row["ratio"] = efficiency_ratio(
-          [(c[1], c[2]) for c in s["curve"]], [(c[1], c[2]) for c in r["curve"]]
-        )
-        batch = r["curve"][0][1] / r["curve"][0][0]
-        row["loss_ratio"] = efficiency_ratio(
-          [(st * batch, v) for st, v in s["val_loss"]],
-          [(st * batch, v) for st, v in r["val_loss"]],
-          higher=False,
-        )
+        row["ratio"] = _ratio(static[seed], r, "ratio", protocol)
+        row["loss_ratio"] = _ratio(static[seed], r, "loss_ratio", protocol)
       per_seed.append(row)
     keys = [k for k in per_seed[0] if all(k in row for row in per_seed)]
     out[policy] = dict(seeds=sorted(by_seed), **shapes_runs.mean_std(per_seed, keys))
@@ -278,6 +283,14 @@ def summarise(runs: dict[str, dict[int, dict]], protocol: Protocol) -> dict:
     # to reach `static`'s clean-caption validation loss (as Online Data Mixing reads
     # perplexity) is the data efficiency this protocol can measure.
     measure = "ratio" if check["separates"] else "loss_ratio"
+    # The noise floor of a ratio: `static` against `static` of another seed (the same
+    # data and policy; only the seed differs).
+    check["static_seed_ratios"] = [
+      _ratio(static[a], static[b], measure, protocol)
+      for a in sorted(static)
+      for b in sorted(static)
+      if a < b
+    ]
     if CLEAN_ONLY in out:  # does VQA see what data pretraining got?
       gap = out[CLEAN_ONLY][f"val_{last}_mean"] - out["static"][f"val_{last}_mean"]
       check.update(clean_only_gap=gap, sees_quality=bool(gap > BAR_STATIC_GAIN))
@@ -291,7 +304,10 @@ def summarise(runs: dict[str, dict[int, dict]], protocol: Protocol) -> dict:
   return dict(
     policies=out,
     data_efficiency_ratio=ratios,
-    verdicts={p: verdict(r["mean"], r["std"], len(out[p]["seeds"])) for p, r in ratios.items()},
+    verdicts={
+      p: "the baseline" if p == "static" else verdict(r["mean"], r["std"], len(out[p]["seeds"]))
+      for p, r in ratios.items()
+    },
     data_efficiency_measure=MEASURES[measure],
     protocol_check=check,
   )
@@ -384,6 +400,13 @@ def markdown(result: dict, protocol: Protocol, command: str) -> list[str]:
       f"{budgets[-1]} pretraining steps (bar: {100 * check['bar']:.0f}): {reading}. "
       "A ratio from one seed has no known spread.",
     ]
+    if check.get("static_seed_ratios"):
+      floor = ", ".join(f"{r:.2f}" for r in check["static_seed_ratios"])
+      lines += [
+        "",
+        f"Noise floor: `static` against `static` of another seed gives ratios {floor} on "
+        "the same measure (only the seed differs).",
+      ]
     if "clean_only_gap" in check:
       reading = "it does" if check["sees_quality"] else "it does not"
       lines += [

@@ -85,3 +85,15 @@ def test_verdict_needs_a_gap_beyond_the_spread_over_seeds():
   assert de.verdict(0.7, 0.1, 3) == "trails static"
   assert de.verdict(1.4, 0.5, 3) == "within noise"
   assert de.verdict(1.4, 0.0, 1) == "one seed"
+
+
+def test_static_seeds_against_each_other_give_the_noise_floor():
+  slower = _run([0.6, 0.6])
+  slower["val_loss"] = [[0, 5.0], [4, 1.5], [8, 1.0]]  # seed 0's final 1.0 at twice the steps
+  fast = _run([0.6, 0.6])
+  fast["val_loss"] = [[0, 5.0], [4, 1.0], [8, 0.9]]
+  result = de.summarise({"static": {0: fast, 1: slower}}, de.QUICK)
+  assert result["protocol_check"]["static_seed_ratios"] == [pytest.approx(0.5)]
+  assert result["verdicts"]["static"] == "the baseline"
+  text = "\n".join(de.markdown(dict(result, seeds=[0, 1]), de.QUICK, "cmd"))
+  assert "gives ratios 0.50 on the same measure" in text
