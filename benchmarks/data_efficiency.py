@@ -401,7 +401,7 @@ def markdown(result: dict, protocol: Protocol, command: str) -> list[str]:
       "A ratio from one seed has no known spread.",
     ]
     if check.get("static_seed_ratios"):
-      floor = ", ".join(f"{r:.2f}" for r in check["static_seed_ratios"])
+      floor = ", ".join(f"{r:.2f} ({1 / r:.2f} the other way)" for r in check["static_seed_ratios"])
       lines += [
         "",
         f"Noise floor: `static` against `static` of another seed gives ratios {floor} on "

@@ -96,4 +96,4 @@ def test_static_seeds_against_each_other_give_the_noise_floor():
   assert result["protocol_check"]["static_seed_ratios"] == [pytest.approx(0.5)]
   assert result["verdicts"]["static"] == "the baseline"
   text = "\n".join(de.markdown(dict(result, seeds=[0, 1]), de.QUICK, "cmd"))
-  assert "gives ratios 0.50 on the same measure" in text
+  assert "gives ratios 0.50 (2.00 the other way) on the same" in text
