@@ -3,6 +3,7 @@ r"""Adaptive pretraining-data sampling on a noisy mixture: VQA accuracy per exam
     python -m benchmarks.data_efficiency                       # every policy, seeds 0,1,2
     python -m benchmarks.data_efficiency --policies=static,excess_loss --seeds=0
     python -m benchmarks.data_efficiency --quick               # tiny model, a few steps
+    python -m benchmarks.data_efficiency --summary_only        # the recorded runs so far
 
 The paper's setting in miniature: web captions are noisy. Three captioning sources over
 the same `shapes` scenes (SOURCES) differ only in how many scenes carry another scene's
@@ -437,6 +438,9 @@ def main():
   parser.add_argument("--jobs", type=int, default=2, help="runs at once, one core share each")
   parser.add_argument("--workdir", default="", help="default: a fresh temporary folder")
   parser.add_argument("--runs_only", action="store_true", help="record runs, no summary")
+  parser.add_argument(
+    "--summary_only", action="store_true", help="no runs: summarise the recorded ones"
+  )
   parser.add_argument("--plots", default=",".join(FIGURES), help="curves.png,weights.png")
   args = parser.parse_args()
   policies = shapes_runs.choices(parser, "policies", args.policies, ARMS)
@@ -447,7 +451,9 @@ def main():
   runs_dir = base / RUNS_DIR
   path = lambda p, s: runs_dir / f"{p}_seed{s}.json"  # pylint: disable=unnecessary-lambda-assignment
 
-  if args.jobs == 1:  # the runs themselves, here, in order
+  if args.summary_only:  # a campaign's sittings so far: every recorded run, any seed
+    pass
+  elif args.jobs == 1:  # the runs themselves, here, in order
     for policy in policies:
       for seed in seeds:
         if not args.rerun and recorded(path(policy, seed), protocol):
