@@ -33,7 +33,8 @@ below the first budget, the first budget). > 1: the policy reaches the same accu
 fewer examples. The same on the clean caption validation loss gives `loss_ratio`. The
 headline (`data_efficiency_ratio`) is the VQA ratio when the protocol check passes and
 `loss_ratio` when it fails (`data_efficiency_measure` says which), with a verdict per
-policy: beyond one standard deviation over seeds of 1, or within noise.
+policy: it beats (or trails) `static` when one standard deviation over seeds away from 1
+and beyond the noise floor, the ratio `static` gets against `static` of another seed.
 
 `clean_only` is `static` over the clean source alone: not a policy but the mixture an ideal
 one would find. Its gap to `static` at the last budget says whether VQA sees what data
@@ -297,6 +298,7 @@ def summarise(runs: dict[str, dict[int, dict]], protocol: Protocol) -> dict:
       check.update(clean_only_gap=gap, sees_quality=bool(gap > BAR_STATIC_GAIN))
       for o in out.values() if gap else ():  # the share of that gap a policy closes
         o["headroom"] = (o[f"val_{last}_mean"] - out["static"][f"val_{last}_mean"]) / gap
+  floor = max([max(r, 1 / r) for r in check.get("static_seed_ratios", ())], default=1.0)
   ratios = {
     p: dict(mean=o[f"{measure}_mean"], std=o[f"{measure}_std"])
     for p, o in out.items()
@@ -306,7 +308,9 @@ def summarise(runs: dict[str, dict[int, dict]], protocol: Protocol) -> dict:
     policies=out,
     data_efficiency_ratio=ratios,
     verdicts={
-      p: "the baseline" if p == "static" else verdict(r["mean"], r["std"], len(out[p]["seeds"]))
+      p: "the baseline"
+      if p == "static"
+      else verdict(r["mean"], r["std"], len(out[p]["seeds"]), floor)
       for p, r in ratios.items()
     },
     data_efficiency_measure=MEASURES[measure],
@@ -314,14 +318,17 @@ def summarise(runs: dict[str, dict[int, dict]], protocol: Protocol) -> dict:
   )
 
 
-def verdict(mean: float, std: float, seeds: int) -> str:
+def verdict(mean: float, std: float, seeds: int, floor: float = 1.0) -> str:
   """Whether a policy's headline ratio differs from `static`'s 1 beyond its spread over
-  seeds (one standard deviation, as paper_tables' verdicts): one seed has no spread."""
+  seeds (one standard deviation, as paper_verdicts) and beyond `floor`, the largest ratio
+  `static` gets against itself across seeds (either way round): one seed has no spread."""
   if seeds < 2:
     return "one seed"
-  if abs(mean - 1.0) <= std:
-    return "within noise"
-  return "beats static" if mean > 1.0 else "trails static"
+  if mean - std > max(floor, 1.0):
+    return "beats static"
+  if mean + std < min(1.0 / floor, 1.0):
+    return "trails static"
+  return "within noise"
 
 
 def plot(runs: dict, protocol: Protocol, paths=FIGURES):

@@ -85,6 +85,11 @@ def test_verdict_needs_a_gap_beyond_the_spread_over_seeds():
   assert de.verdict(0.7, 0.1, 3) == "trails static"
   assert de.verdict(1.4, 0.5, 3) == "within noise"
   assert de.verdict(1.4, 0.0, 1) == "one seed"
+  # Within the ratio two static seeds get against each other (1.3, or 1/1.3): noise.
+  assert de.verdict(1.4, 0.2, 3, floor=1.3) == "within noise"
+  assert de.verdict(1.6, 0.2, 3, floor=1.3) == "beats static"
+  assert de.verdict(0.8, 0.0, 3, floor=1.3) == "within noise"
+  assert de.verdict(0.7, 0.0, 3, floor=1.3) == "trails static"
 
 
 def test_static_seeds_against_each_other_give_the_noise_floor():
