@@ -359,7 +359,7 @@ def plot(runs: dict, protocol: Protocol, paths=FIGURES):
       ws = np.array([[w for _, w in r["weights"][name]] for r in by_seed.values()])
       ax.plot(steps, ws.mean(0), color=f"C{j}", label=name)
     ax.axhline(1 / len(protocol.noise), color="grey", linewidth=0.5)
-    ax.set(title=policy, xlabel="pretraining step", ylim=(0, 1))
+    ax.set(title=policy, xlabel="pretraining step", ylim=(0, 1.05))
   axes[0][0].set_ylabel("sampling weight")
   axes[0][0].legend(fontsize=8)
   fig.tight_layout()
