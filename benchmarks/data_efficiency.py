@@ -254,14 +254,15 @@ def _ratio(static: dict, run: dict, measure: str, protocol: Protocol) -> float:
 
 
 def summarise(runs: dict[str, dict[int, dict]], protocol: Protocol) -> dict:
-  """Per policy: accuracy at each budget (mean/std), ratios against static (mean/std over
-  the seeds both have), final weights; the JSON's `data_efficiency_ratio`."""
+  """Per policy: accuracy at each budget (mean/std over its seeds), ratios against static
+  (mean/std over `ratio_seeds`, the seeds both have), final weights; the JSON's
+  `data_efficiency_ratio`, `verdicts` and `protocol_check`."""
   out = {}
   static = runs.get("static", {})
   for policy, by_seed in runs.items():
     if not by_seed:
       continue
-    per_seed = []
+    per_seed, ratios = [], []  # ratios: of the seeds `static` has too
     for seed, r in sorted(by_seed.items()):
       row = {f"val_{b}": c[2] for b, c in zip(protocol.budgets, r["curve"])}
       row.update({f"heldout_{b}": c[3] for b, c in zip(protocol.budgets, r["curve"])})
@@ -270,11 +271,12 @@ def summarise(runs: dict[str, dict[int, dict]], protocol: Protocol) -> dict:
         row.update({f"weight_{n}": w[-1][1], f"weight_{n}_run": np.mean([v for _, v in w])})
       row["val_loss_final"] = r["val_loss"][-1][1]
       if seed in static:
-        row["ratio"] = _ratio(static[seed], r, "ratio", protocol)
-        row["loss_ratio"] = _ratio(static[seed], r, "loss_ratio", protocol)
+        ratios.append({m: _ratio(static[seed], r, m, protocol) for m in MEASURES})
       per_seed.append(row)
-    keys = [k for k in per_seed[0] if all(k in row for row in per_seed)]
-    out[policy] = dict(seeds=sorted(by_seed), **shapes_runs.mean_std(per_seed, keys))
+    out[policy] = dict(seeds=sorted(by_seed), **shapes_runs.mean_std(per_seed, list(per_seed[0])))
+    if ratios:
+      out[policy].update(shapes_runs.mean_std(ratios, list(MEASURES)))
+      out[policy]["ratio_seeds"] = sorted(set(by_seed) & set(static))
   check, measure = {}, "ratio"
   if "static" in out:
     first, last = protocol.budgets[0], protocol.budgets[-1]
@@ -310,7 +312,7 @@ def summarise(runs: dict[str, dict[int, dict]], protocol: Protocol) -> dict:
     verdicts={
       p: "the baseline"
       if p == "static"
-      else verdict(r["mean"], r["std"], len(out[p]["seeds"]), floor)
+      else verdict(r["mean"], r["std"], len(out[p]["ratio_seeds"]), floor)
       for p, r in ratios.items()
     },
     data_efficiency_measure=MEASURES[measure],
@@ -427,7 +429,7 @@ def markdown(result: dict, protocol: Protocol, command: str) -> list[str]:
   if result.get("data_efficiency_ratio"):
     lines += ["", f"Data-efficiency ratio, on the {result['data_efficiency_measure']}:"]
     for policy, r in result["data_efficiency_ratio"].items():
-      seeds = len(result["policies"][policy]["seeds"])
+      seeds = len(result["policies"][policy]["ratio_seeds"])
       lines.append(
         f"- `{policy}`: {r['mean']:.2f} ± {r['std']:.2f} over {seeds} seed(s): "
         f"{result['verdicts'][policy]}."

@@ -102,3 +102,15 @@ def test_static_seeds_against_each_other_give_the_noise_floor():
   assert result["verdicts"]["static"] == "the baseline"
   text = "\n".join(de.markdown(dict(result, seeds=[0, 1]), de.QUICK, "cmd"))
   assert "gives ratios 0.50 (2.00 the other way) on the same" in text
+
+
+def test_ratios_use_the_seeds_static_has_the_rest_still_count():
+  faster = _run([0.6, 0.6])
+  faster["val_loss"] = [[0, 5.0], [4, 1.0], [8, 0.5]]
+  runs = {"static": {0: _run([0.6, 0.6])}, "loss": {0: faster, 1: _run([0.8, 0.8])}}
+  result = de.summarise(runs, de.QUICK)
+  loss = result["policies"]["loss"]
+  assert loss["seeds"] == [0, 1] and loss["ratio_seeds"] == [0]
+  assert loss["val_8_mean"] == pytest.approx(0.7)  # both seeds
+  assert result["data_efficiency_ratio"]["loss"]["mean"] == pytest.approx(2.0)  # seed 0's
+  assert result["verdicts"]["loss"] == "one seed"
