@@ -494,6 +494,8 @@ def main():
     return
 
   runs, commits = collect(runs_dir, protocol)
+  if not runs:
+    raise SystemExit(f"data_efficiency: no runs recorded under {runs_dir} with this protocol")
   result = dict(
     protocol=dataclasses.asdict(protocol),
     seeds=sorted({s for r in runs.values() for s in r}),
