@@ -16,6 +16,7 @@ import sys
 import pytest
 import train_fixtures
 
+from benchmarks import data_efficiency as de
 from benchmarks import paper_tables, step_timer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -168,8 +169,11 @@ def test_data_efficiency_quick(tmp_path):
   assert set(result["policies"]) == policies and result["seeds"] == [0]
   gap = result["protocol_check"]["clean_only_gap"]  # the tiny model may tie: no headroom
   assert all(("headroom" in s) == bool(gap) for s in result["policies"].values())
-  assert set(result["data_efficiency_ratio"]) == policies
+  assert set(result["data_efficiency_ratio"]) == policies - {"clean_only"}  # a reference
   assert result["data_efficiency_ratio"]["static"] == {"mean": 1.0, "std": 0.0}
+  assert result["verdicts"]["static"] == "the baseline"
+  assert set(result["verdicts"].values()) <= {"the baseline", "one seed"}
+  assert result["data_efficiency_measure"] in de.MEASURES.values()
   for path in plots:
     assert_png(path)
   runs = tmp_path / "runs" / "data_efficiency"
