@@ -262,7 +262,7 @@ def summarise(runs: dict[str, dict[int, dict]], protocol: Protocol) -> dict:
   for policy, by_seed in runs.items():
     if not by_seed:
       continue
-    per_seed, ratios = [], []  # ratios: of the seeds `static` has too
+    per_seed, ratios = [], {}  # ratios: {seed `static` has too: {measure: ratio}}
     for seed, r in sorted(by_seed.items()):
       row = {f"val_{b}": c[2] for b, c in zip(protocol.budgets, r["curve"])}
       row.update({f"heldout_{b}": c[3] for b, c in zip(protocol.budgets, r["curve"])})
@@ -271,12 +271,12 @@ def summarise(runs: dict[str, dict[int, dict]], protocol: Protocol) -> dict:
         row.update({f"weight_{n}": w[-1][1], f"weight_{n}_run": np.mean([v for _, v in w])})
       row["val_loss_final"] = r["val_loss"][-1][1]
       if seed in static:
-        ratios.append({m: _ratio(static[seed], r, m, protocol) for m in MEASURES})
+        ratios[seed] = {m: _ratio(static[seed], r, m, protocol) for m in MEASURES}
       per_seed.append(row)
     out[policy] = dict(seeds=sorted(by_seed), **shapes_runs.mean_std(per_seed, list(per_seed[0])))
     if ratios:
-      out[policy].update(shapes_runs.mean_std(ratios, list(MEASURES)))
-      out[policy]["ratio_seeds"] = sorted(set(by_seed) & set(static))
+      out[policy].update(shapes_runs.mean_std(list(ratios.values()), list(MEASURES)))
+      out[policy]["ratio_seeds"] = sorted(ratios)
   check, measure = {}, "ratio"
   if "static" in out:
     first, last = protocol.budgets[0], protocol.budgets[-1]
@@ -438,31 +438,11 @@ def markdown(result: dict, protocol: Protocol, command: str) -> list[str]:
   return lines
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--policies", default=",".join(ARMS), help="sampling policies, clean_only")
-  parser.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; quick 0)")
-  parser.add_argument("--quick", action="store_true", help="tiny sizes (not recorded)")
-  parser.add_argument("--rerun", action="store_true", help="repeat recorded runs")
-  parser.add_argument("--jobs", type=int, default=2, help="runs at once, one core share each")
-  parser.add_argument("--workdir", default="", help="default: a fresh temporary folder")
-  parser.add_argument("--runs_only", action="store_true", help="record runs, no summary")
-  parser.add_argument(
-    "--summary_only", action="store_true", help="no runs: summarise the recorded ones"
-  )
-  parser.add_argument("--plots", default=",".join(FIGURES), help="curves.png,weights.png")
-  args = parser.parse_args()
-  policies = shapes_runs.choices(parser, "policies", args.policies, ARMS)
-  seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
-  protocol = QUICK if args.quick else PROTOCOL
-  root = args.workdir or tempfile.mkdtemp(prefix="jarl_data_efficiency_")
-  base = pathlib.Path(root) if args.quick else record.results_dir()
-  runs_dir = base / RUNS_DIR
+def record_runs(args, policies, seeds, protocol, root, runs_dir):
+  """Runs and records every (policy, seed) not recorded with `protocol` (all with
+  --rerun): here when --jobs=1, else as child processes, `args.jobs` at a time."""
   path = lambda p, s: runs_dir / f"{p}_seed{s}.json"  # pylint: disable=unnecessary-lambda-assignment
-
-  if args.summary_only:  # a campaign's sittings so far: every recorded run, any seed
-    pass
-  elif args.jobs == 1:  # the runs themselves, here, in order
+  if args.jobs == 1:  # the runs themselves, here, in order
     for policy in policies:
       for seed in seeds:
         if not args.rerun and recorded(path(policy, seed), protocol):
@@ -490,6 +470,30 @@ def main():
 
     run_jobs.run_parallel([t for t in todo if t[0] != "excess_loss"], args.jobs, argv_for)
     run_jobs.run_parallel([t for t in todo if t[0] == "excess_loss"], args.jobs, argv_for)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--policies", default=",".join(ARMS), help="sampling policies, clean_only")
+  parser.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; quick 0)")
+  parser.add_argument("--quick", action="store_true", help="tiny sizes (not recorded)")
+  parser.add_argument("--rerun", action="store_true", help="repeat recorded runs")
+  parser.add_argument("--jobs", type=int, default=2, help="runs at once, one core share each")
+  parser.add_argument("--workdir", default="", help="default: a fresh temporary folder")
+  parser.add_argument("--runs_only", action="store_true", help="record runs, no summary")
+  parser.add_argument(
+    "--summary_only", action="store_true", help="no runs: summarise the recorded ones"
+  )
+  parser.add_argument("--plots", default=",".join(FIGURES), help="curves.png,weights.png")
+  args = parser.parse_args()
+  policies = shapes_runs.choices(parser, "policies", args.policies, ARMS)
+  seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
+  protocol = QUICK if args.quick else PROTOCOL
+  root = args.workdir or tempfile.mkdtemp(prefix="jarl_data_efficiency_")
+  base = pathlib.Path(root) if args.quick else record.results_dir()
+  runs_dir = base / RUNS_DIR
+  if not args.summary_only:  # else: a campaign's sittings so far, any seed
+    record_runs(args, policies, seeds, protocol, root, runs_dir)
   if args.runs_only:
     return
 
