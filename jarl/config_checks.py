@@ -34,6 +34,7 @@ def check(config, num_batch_shards: int) -> None:
   """
   model_lib.build(config)
   losses.make_objective(config)
+  check_source_names(config)
   check_layout(config)
   check_tokenizer(config)
   check_training(config, num_batch_shards)
@@ -95,6 +96,18 @@ def check_sources(config) -> None:
     sources.parse(s["source"], where=f"config.data.sources[{i}].source")
   for name, e in config.get("evals", {}).items():
     sources.parse(e["source"], where=f"config.evals.{name}.source")
+
+
+def check_source_names(config) -> None:
+  """A source's loss is logged as train/loss_<name>, beside the objective's parts
+  train/loss_<term>: no source may be named after a term (losses.TERM_NAMES)."""
+  for i, s in enumerate(config.data.get("sources", ())):
+    if s["name"] in losses.TERM_NAMES:
+      raise ValueError(
+        f"config.data.sources[{i}].name={s['name']!r} is also a loss term's name "
+        f"({', '.join(losses.TERM_NAMES)}): both would log train/loss_{s['name']}; "
+        "rename the source"
+      )
 
 
 def check_sampling(config) -> None:

@@ -9,7 +9,7 @@ tags.py (image tagging).
 
 from jarl.losses.contrastive import hierarchical_contrastive, info_nce, l2_normalize
 from jarl.losses.mim import masked_image_modelling
-from jarl.losses.objective import Objective, make_objective
+from jarl.losses.objective import TERM_NAMES, Objective, make_objective
 from jarl.losses.registry import AUX_LOSSES, AuxLoss, active
 from jarl.losses.tags import tag_cross_entropy
 from jarl.losses.token import token_cross_entropy
@@ -18,6 +18,7 @@ __all__ = [
   "AUX_LOSSES",
   "AuxLoss",
   "Objective",
+  "TERM_NAMES",
   "active",
   "hierarchical_contrastive",
   "info_nce",

@@ -15,6 +15,10 @@ import jax.numpy as jnp
 from jarl.losses import registry
 from jarl.losses.token import token_cross_entropy
 
+# Every name a logged part `train/loss_<term>` can have. Sources log `train/loss_<source>`
+# in the same namespace, so config_checks keeps source names out of this set.
+TERM_NAMES = ("decoder", *registry.AUX_LOSSES)
+
 
 class Objective:
   """The objective of one config; `terms` names its logged parts."""
