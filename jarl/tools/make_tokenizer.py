@@ -49,10 +49,13 @@ def read_texts(spec: str) -> dict[str, list[str]]:
   texts = {f: [] for f in FIELDS}
   if shards:
     # The pipeline's own reader: the same records, the same canonical fields.
+    # For arrayrecord: specs, parse's one error is an empty glob; opening the shards is
+    # kept out of the `try`, so that a shard that fails to open says so itself.
     try:
-      src = sources.make_source(f"arrayrecord:{spec}", image_size=0, where="--captions")
-    except ValueError:  # the one it raises for arrayrecord: no file matches
+      _, (paths,) = sources.parse(f"arrayrecord:{spec}", where="--captions")
+    except ValueError:
       raise UsageError(f"--captions={spec}: no ArrayRecord files match it") from None
+    src = sources.RecordSource(paths)
     for i in range(len(src)):
       rec = src[i]
       for field in FIELDS:
