@@ -127,3 +127,32 @@ def test_caption_noise_swaps_a_fraction_of_captions():
 def test_out_of_range_index_raises():
   with pytest.raises(IndexError, match="validation"):
     shapes.sample_scene("validation", 10_000)
+
+
+def test_every_question_and_hypothesis_names_its_kind():
+  # kind -> how its template begins
+  question_starts = {
+    "count_colour": "how many",
+    "count_shape": "how many",
+    "colour": "what colour",
+    "shape": "what shape",
+    "size": "what size",
+    "exists": "is there",
+    "relation": "is the",
+  }
+  hypothesis_starts = {"count": "there are exactly", "unknowable": "the", "relation": "the"}
+  seen = set()
+  for i in range(200):
+    ex = shapes.example("validation", i, image_size=16)
+    assert len(ex["question_types"]) == len(ex["questions"])
+    assert len(ex["hypothesis_types"]) == len(ex["hypotheses"])
+    for q, kind in zip(ex["questions"], ex["question_types"]):
+      assert q.startswith(question_starts[kind]), (q, kind)
+    for h, label, kind in zip(ex["hypotheses"], ex["labels"], ex["hypothesis_types"]):
+      assert h.startswith(hypothesis_starts[kind]), (h, kind)
+      assert (label == "maybe") == (kind == "unknowable")
+      assert (kind == "relation") == any(r in h for r in shapes.OPPOSITE)
+    seen.update(ex["question_types"] + [f"h_{k}" for k in ex["hypothesis_types"]])
+  assert set(question_starts) == set(shapes.QUESTION_TYPES)
+  assert set(hypothesis_starts) == set(shapes.HYPOTHESIS_TYPES)
+  assert seen == set(shapes.QUESTION_TYPES) | {f"h_{k}" for k in shapes.HYPOTHESIS_TYPES}

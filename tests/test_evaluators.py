@@ -77,6 +77,7 @@ def test_vqa_counts_each_example_once_and_matches_hand_computation(setup):
     question = r["text"].removeprefix("answer ")
     assert question in scene["questions"]
     assert r["references"] == [scene["answers"][scene["questions"].index(question)]]
+    assert r["kind"] == scene["question_types"][scene["questions"].index(question)]
   metrics = _run(setup, ev, "run")
   preds = [r["prediction"] for r in records]
   refs = [r["references"] for r in records]
@@ -88,6 +89,11 @@ def test_vqa_counts_each_example_once_and_matches_hand_computation(setup):
     [vqa.normalize_answer(p) == vqa.normalize_answer(r[0]) for p, r in zip(preds, refs)]
   )
   assert metrics["val/accuracy"] == pytest.approx(hand)
+  # Per kind: the same score over that kind's records, for every kind present.
+  for kind in {r["kind"] for r in records}:
+    mine = [(p, r) for p, r, rec in zip(preds, refs, records) if rec["kind"] == kind]
+    expected = vqa.vqa_accuracy([p for p, _ in mine], [r for _, r in mine], rules="auto")
+    assert metrics[f"val/accuracy/{kind}"] == pytest.approx(expected), kind
 
 
 def test_padding_and_batch_position_do_not_change_predictions(setup):
@@ -133,6 +139,11 @@ def test_entailment_accuracy_matches_hand_computation(setup):
     [accuracy.entailment_label(r["prediction"]) == r["references"][0] for r in records]
   )
   assert metrics["val/accuracy"] == pytest.approx(hand)
+  kinds = {r["kind"] for r in records}
+  assert kinds <= set(shapes.HYPOTHESIS_TYPES)
+  assert sorted(k for k in metrics if k.startswith("val/accuracy/")) == sorted(
+    f"val/accuracy/{k}" for k in kinds
+  )
 
 
 def test_scorers_on_known_predictions():
@@ -147,6 +158,15 @@ def test_scorers_on_known_predictions():
     [rec("Yes", ["yes"]), rec("maybe", ["no"]), rec("a dog", ["maybe"]), rec("no", ["no"])], {}
   )
   assert out["accuracy"] == 0.5
+  assert not any("/" in k for k in out)  # records without a kind: no per-kind figures
+  kinds = ["count", "count", "relation", "relation"]
+  pairs = [("yes", "yes"), ("no", "yes"), ("no", "no"), ("no", "yes")]
+  out = generative.score_entailment(
+    [dict(rec(p, [gold]), kind=k) for (p, gold), k in zip(pairs, kinds)], {}
+  )
+  assert out == {"accuracy": 0.5, "accuracy/count": 0.5, "accuracy/relation": 0.5}
+  out = generative.score_vqa([dict(rec("two", ["two"]), kind="count_colour")], {})
+  assert out["accuracy/count_colour"] == 1.0
   caps = ["a red circle", "two shapes on a grey background", "a blue square above a circle"]
   right = generative.score_caption([rec(c, [c]) for c in caps], dict(caption_tokenizer="python"))
   wrong = generative.score_caption(

@@ -27,6 +27,8 @@ inputs and dataset_id/mask, the pipeline knows how to fill:
 Eval batches also carry, on the host only:
     answers    object  [B]   list[str] references (vqa: the annotators' answers; caption:
                              every caption of the image; entailment: the label)
+    kinds      object  [B]   str, the kind of question or hypothesis ("" if the record
+                             names none; tasks.py)
 """
 
 import math
@@ -157,7 +159,7 @@ class Prepare:
     if self.tags:
       out["tags"] = np.zeros([len(self.tags)], np.float32)
     if self.keep_answers:
-      out["answers"] = []
+      out["answers"], out["kind"] = [], ""
     return out
 
   def __call__(self, raw: dict, rng: np.random.Generator) -> dict:
@@ -202,6 +204,7 @@ class Prepare:
       if self.task == "caption":  # CIDEr/BLEU compare with every caption of the image
         refs = [c for c in (" ".join(str(c).split()) for c in raw["captions"]) if c]
       out["answers"] = [_swap_left_right(a) for a in refs] if flipped else refs
+      out["kind"] = ex.get("kind", "")
     return out
 
 
@@ -579,6 +582,7 @@ class EvalData:
         batch = {k: np.zeros([b, *shape], dtype) for k, (shape, dtype) in fields.items()}
         answers = np.empty([b], object)
         answers[:] = [[] for _ in range(b)]
+        kinds = np.full([b], "", object)
         r = 0
         while r < b:
           ex = next(it, None)
@@ -593,8 +597,9 @@ class EvalData:
             batch[key][r] = ex[key]
           batch["mask"][r] = True
           answers[r] = list(ex["answers"])
+          kinds[r] = str(ex["kind"])
           r += 1
-        batch["answers"] = answers
+        batch["answers"], batch["kinds"] = answers, kinds
         yield batch
     finally:
       if hasattr(it, "close"):

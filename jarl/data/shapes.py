@@ -182,49 +182,58 @@ def captions(objs: list[Obj], rng: np.random.Generator) -> list[str]:
   return caps
 
 
-def questions(objs: list[Obj], rng: np.random.Generator) -> list[tuple[str, str]]:
-  """VQA pairs (question, short answer): count, colour, shape, size, existence, relation."""
+# The kind of each generated question and hypothesis (`example`'s question_types and
+# hypothesis_types): what a per-kind accuracy groups by. A relation needs both objects'
+# places in the picture; the others, one object's or a colour's count.
+QUESTION_TYPES = ("count_colour", "count_shape", "colour", "shape", "size", "exists", "relation")
+HYPOTHESIS_TYPES = ("count", "unknowable", "relation")
+
+
+def questions(objs: list[Obj], rng: np.random.Generator) -> list[tuple[str, str, str]]:
+  """VQA triples (question, short answer, kind in QUESTION_TYPES)."""
   qa = []
   colours = [o.colour for o in objs]
   shapes = [o.shape for o in objs]
   for c in COLOURS:
     if c in colours or rng.random() < 0.15:  # some absent colours, so "zero" is seen
-      qa.append((f"how many {c} shapes are there", _count(colours.count(c))))
+      qa.append((f"how many {c} shapes are there", _count(colours.count(c)), "count_colour"))
   for s in sorted(set(shapes)):
-    qa.append((f"how many {s}s are there", _count(shapes.count(s))))
+    qa.append((f"how many {s}s are there", _count(shapes.count(s)), "count_shape"))
   for s in sorted(set(shapes)):
     if shapes.count(s) == 1:
-      qa.append((f"what colour is the {s}", objs[shapes.index(s)].colour))
+      qa.append((f"what colour is the {s}", objs[shapes.index(s)].colour, "colour"))
   for c in sorted(set(colours)):
     if colours.count(c) == 1:
-      qa.append((f"what shape is the {c} object", objs[colours.index(c)].shape))
+      qa.append((f"what shape is the {c} object", objs[colours.index(c)].shape, "shape"))
   for o in objs:
     name = _name(o, objs)
     if name and name.count(" ") == 1:
-      qa.append((f"what size is the {name}", o.size))
+      qa.append((f"what size is the {name}", o.size, "size"))
   present = sorted({(o.colour, o.shape) for o in objs})
   c, s = present[int(rng.integers(len(present)))]
-  qa.append((f"is there {_a(c)} {s}", "yes"))
+  qa.append((f"is there {_a(c)} {s}", "yes", "exists"))
   absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in present]
   c, s = absent[int(rng.integers(len(absent)))]
-  qa.append((f"is there {_a(c)} {s}", "no"))
+  qa.append((f"is there {_a(c)} {s}", "no", "exists"))
   pairs = _referable_pairs(objs)
   if pairs:
     a, b, na, nb = pairs[int(rng.integers(len(pairs)))]
     rel = list(OPPOSITE)[int(rng.integers(4))]
-    qa.append((f"is the {na} {rel} the {nb}", "yes" if rel in _relations(a, b) else "no"))
+    answer = "yes" if rel in _relations(a, b) else "no"
+    qa.append((f"is the {na} {rel} the {nb}", answer, "relation"))
   return qa
 
 
-def hypotheses(objs: list[Obj], rng: np.random.Generator) -> list[tuple[str, str]]:
-  """Entailment pairs (hypothesis, label in yes/no/maybe)."""
+def hypotheses(objs: list[Obj], rng: np.random.Generator) -> list[tuple[str, str, str]]:
+  """Entailment triples (hypothesis, label in yes/no/maybe, kind in HYPOTHESIS_TYPES)."""
   out = []
   colours = [o.colour for o in objs]
   c = colours[int(rng.integers(len(colours)))]
   k = colours.count(c)
-  out.append((f"there are exactly {_count(k)} {c} shapes", "yes"))
+  out.append((f"there are exactly {_count(k)} {c} shapes", "yes", "count"))
   wrong = [m for m in range(1, 7) if m != k]
-  out.append((f"there are exactly {_count(wrong[int(rng.integers(len(wrong)))])} {c} shapes", "no"))
+  wrong_count = _count(wrong[int(rng.integers(len(wrong)))])
+  out.append((f"there are exactly {wrong_count} {c} shapes", "no", "count"))
   o = objs[int(rng.integers(len(objs)))]
   name = _name(o, objs) or f"{o.colour} {o.shape}"
   # Material and weight are not visible, so these can be neither confirmed nor denied.
@@ -236,6 +245,7 @@ def hypotheses(objs: list[Obj], rng: np.random.Generator) -> list[tuple[str, str
     (
       f"the {name} {material}" if rng.random() < 0.5 else f"the {name} {comparison} the others",
       "maybe",
+      "unknowable",
     )
   )
   pairs = _referable_pairs(objs)
@@ -243,8 +253,8 @@ def hypotheses(objs: list[Obj], rng: np.random.Generator) -> list[tuple[str, str
     a, b, na, nb = pairs[int(rng.integers(len(pairs)))]
     rels = _relations(a, b)
     rel = rels[int(rng.integers(len(rels)))]
-    out.append((f"the {na} is {rel} the {nb}", "yes"))
-    out.append((f"the {na} is {OPPOSITE[rel]} the {nb}", "no"))
+    out.append((f"the {na} is {rel} the {nb}", "yes", "relation"))
+    out.append((f"the {na} is {OPPOSITE[rel]} the {nb}", "no", "relation"))
   return out
 
 
@@ -259,9 +269,11 @@ def example(split: str, index: int, image_size: int = 64, caption_noise: float =
   """Scene `index` of `split` as a raw example.
 
   Returns: image uint8 [image_size, image_size, 3], captions list[str], questions list[str],
-  answers list[str] (answers[i] answers questions[i]), hypotheses list[str], labels
-  list[str], concepts list[str] (see `concepts`), index int. With `caption_noise` > 0 that fraction of scenes carries the
-  captions of another scene (web-like noisy pairs; questions stay correct).
+  answers list[str] (answers[i] answers questions[i]), question_types list[str] (each in
+  QUESTION_TYPES), hypotheses list[str], labels list[str], hypothesis_types list[str]
+  (HYPOTHESIS_TYPES), concepts list[str] (see `concepts`), index int. With `caption_noise`
+  > 0 that fraction of scenes carries the captions of another scene (web-like noisy pairs;
+  questions stay correct).
   """
   objs = sample_scene(split, index)
   stream, length = SPLITS[split]
@@ -276,10 +288,12 @@ def example(split: str, index: int, image_size: int = 64, caption_noise: float =
   return dict(
     image=image,
     captions=caps,
-    questions=[q for q, _ in qa],
-    answers=[a for _, a in qa],
-    hypotheses=[h for h, _ in ent],
-    labels=[lab for _, lab in ent],
+    questions=[q for q, _, _ in qa],
+    answers=[a for _, a, _ in qa],
+    question_types=[k for _, _, k in qa],
+    hypotheses=[h for h, _, _ in ent],
+    labels=[lab for _, lab, _ in ent],
+    hypothesis_types=[k for _, _, k in ent],
     concepts=concepts(objs),
     index=index,
   )

@@ -3,7 +3,10 @@
 A raw example (see sources.py) has `image` and any of: `captions` list[str], `questions`
 list[str] with `answers` (answers[i]: str or list of reference strings for questions[i]),
 `hypotheses` list[str] with `labels` (yes/no/maybe or entailment/neutral/contradiction).
-A record may also carry `concepts` list[str] (image-level keywords, `add_concepts`).
+A record may also carry `concepts` list[str] (image-level keywords, `add_concepts`), and
+`question_types` / `hypothesis_types` list[str] (the kind of each question or hypothesis;
+`shapes` has them): the vqa and entailment tasks return it as `kind` ("" without), which
+the evaluators group their accuracy by.
 Each task picks what it needs with the per-example `rng` (Grain's random_map, so the
 choice is a pure function of seed and index) and raises SkipExample when it is absent.
 """
@@ -46,6 +49,12 @@ def _text(value, field: str) -> str:
   return text
 
 
+def _kind(raw: dict, key: str, i: int) -> str:
+  """The kind of item i (raw[key][i]), or "" when the record names none."""
+  kinds = raw.get(key) or []
+  return str(kinds[i]) if i < len(kinds) else ""
+
+
 def caption(raw: dict, rng: np.random.Generator) -> dict:
   i = _pick(raw, "captions", rng)
   cap = _text(raw["captions"][i], "captions")
@@ -75,7 +84,12 @@ def vqa(raw: dict, rng: np.random.Generator) -> dict:
     raise SkipExample("empty_text", "answers")
   best = collections.Counter(refs).most_common(1)[0][0]
   question = _text(raw["questions"][i], "questions")
-  return dict(text=f"{PROMPTS['vqa']} {question}", target=best, answers=refs)
+  return dict(
+    text=f"{PROMPTS['vqa']} {question}",
+    target=best,
+    answers=refs,
+    kind=_kind(raw, "question_types", i),
+  )
 
 
 def entailment(raw: dict, rng: np.random.Generator) -> dict:
@@ -87,7 +101,12 @@ def entailment(raw: dict, rng: np.random.Generator) -> dict:
   if label is None:
     raise SkipExample("missing_field", f"labels: {labels[i]!r} is not an entailment label")
   hyp = _text(raw["hypotheses"][i], "hypotheses")
-  return dict(text=f"{PROMPTS['entailment']} {hyp}", target=label, answers=[label])
+  return dict(
+    text=f"{PROMPTS['entailment']} {hyp}",
+    target=label,
+    answers=[label],
+    kind=_kind(raw, "hypothesis_types", i),
+  )
 
 
 # Between the task's encoder text and the visual concepts: one piece of the built-in

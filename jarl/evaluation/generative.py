@@ -9,7 +9,10 @@ Writes (all in [0, 1] except CIDEr, which is on the COCO scale):
               (normalised prediction equals one of the references)
   caption:    <name>/cider (CIDEr-D), <name>/bleu1 .. <name>/bleu4
   entailment: <name>/accuracy
-and <name>/examples (the number of examples scored: padding rows never count).
+and <name>/examples (the number of examples scored: padding rows never count). vqa and
+entailment also write <name>/accuracy/<kind> for each kind of question or hypothesis the
+split's records name (`shapes`: count_colour, ..., relation; jarl/data/shapes.py), as the
+official VQA evaluator reports accuracy per question and answer type.
 
 Decoding is the model's own greedy or beam search (jarl.models.decode.generate) under
 jax.jit on the trainer's mesh, the batch sharded like training batches; each process
@@ -110,8 +113,8 @@ class GenerativeEvaluator:
     )
 
   def predictions(self, params) -> list[dict]:
-    """[{"text": encoder text, "prediction": str, "references": list[str]}] in split order
-    (process by process), one per real example."""
+    """[{"text": encoder text, "prediction": str, "references": list[str], "kind": str}]
+    in split order (process by process), one per real example."""
     local = []
     for batch in self._data:
       tokens = self._decode(
@@ -124,6 +127,7 @@ class GenerativeEvaluator:
             text=self.tokenizer.decode(batch["text"][r]),
             prediction=self.tokenizer.decode(rows[r]),
             references=[str(a) for a in batch["answers"][r]],
+            kind=str(batch["kinds"][r]),
           )
         )
     return _gather_objects(local)
@@ -144,15 +148,31 @@ class GenerativeEvaluator:
     return out
 
 
+def by_kind(records: list[dict], accuracy_fn) -> dict[str, float]:
+  """{"accuracy/<kind>": accuracy_fn(records of that kind)} for every named kind."""
+  groups = {}
+  for r in records:
+    if r.get("kind"):
+      groups.setdefault(r["kind"], []).append(r)
+  return {f"accuracy/{kind}": accuracy_fn(rs) for kind, rs in sorted(groups.items())}
+
+
+def _vqa_accuracy(records: list[dict]) -> float:
+  # "auto": the official rules on VQA v2's 10 answers; shapes/GQA have one reference,
+  # which the official threshold always scores 0 (see jarl.evaluation.vqa).
+  return vqa.vqa_accuracy(
+    [r["prediction"] for r in records], [r["references"] for r in records], rules="auto"
+  )
+
+
 def score_vqa(records: list[dict], eval_config: dict) -> dict[str, float]:
   del eval_config  # no options
   preds = [r["prediction"] for r in records]
   refs = [r["references"] for r in records]
   return dict(
-    # "auto": the official rules on VQA v2's 10 answers; shapes/GQA have one reference,
-    # which the official threshold always scores 0 (see jarl.evaluation.vqa).
-    accuracy=vqa.vqa_accuracy(preds, refs, rules="auto"),
+    accuracy=_vqa_accuracy(records),
     exact_match=accuracy.exact_match_accuracy(preds, refs),
+    **by_kind(records, _vqa_accuracy),
   )
 
 
@@ -165,14 +185,16 @@ def score_caption(records: list[dict], eval_config: dict) -> dict[str, float]:
   return {k: metrics[k] for k in ("cider", "bleu1", "bleu2", "bleu3", "bleu4")}
 
 
+def _entailment_accuracy(records: list[dict]) -> float:
+  # One gold label per example: tasks.entailment's references are [label].
+  return accuracy.entailment_accuracy(
+    [r["prediction"] for r in records], [r["references"][0] for r in records]
+  )
+
+
 def score_entailment(records: list[dict], eval_config: dict) -> dict[str, float]:
   del eval_config  # no options
-  # One gold label per example: tasks.entailment's references are [label].
-  return dict(
-    accuracy=accuracy.entailment_accuracy(
-      [r["prediction"] for r in records], [r["references"][0] for r in records]
-    )
-  )
+  return dict(accuracy=_entailment_accuracy(records), **by_kind(records, _entailment_accuracy))
 
 
 SCORERS = {"vqa": score_vqa, "caption": score_caption, "entailment": score_entailment}
