@@ -173,8 +173,9 @@ def final_metrics(workdir: str, step: int) -> dict:
 def run_one(name: str, seed: int, protocol: Protocol, root: str) -> dict:
   """Pretrain + fine-tune VQA + fine-tune entailment; returns the run's figures.
 
-  Keys: METRICS (fractions, at the end of each fine-tune), vqa_curve ([step, val,
-  heldout] at each VQA evaluation), pretrain_loss_first / _last (train/loss at the first
+  Keys: METRICS (fractions, at the end of each fine-tune), vqa_by_kind /
+  entailment_by_kind ({split: {kind: accuracy}}: per kind of question or hypothesis,
+  jarl/data/shapes.py), vqa_curve ([step, val, heldout] at each VQA evaluation), pretrain_loss_first / _last (train/loss at the first
   and last log step: the arm trained if it fell), and seconds per phase.
   """
   cfg = configs(protocol, ARMS[name][0], seed)
@@ -203,10 +204,15 @@ def run_one(name: str, seed: int, protocol: Protocol, root: str) -> dict:
         if step > 0
       ]
     final = final_metrics(workdir, config.total_steps)
+    out[f"{phase}_by_kind"] = {}
     for split in ("val", "heldout"):
       if f"{split}/accuracy" not in final:
         raise RuntimeError(f"{workdir}: no {split}/accuracy at step {config.total_steps}")
       out[f"{split}_{phase}"] = float(final[f"{split}/accuracy"])
+      prefix = f"{split}/accuracy/"
+      out[f"{phase}_by_kind"][split] = {
+        k[len(prefix) :]: float(v) for k, v in sorted(final.items()) if k.startswith(prefix)
+      }
   return out
 
 

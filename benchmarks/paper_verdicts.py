@@ -44,8 +44,31 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
     a.update(shapes_runs.mean_std(results, METRICS + ("pretrain_loss_first", "pretrain_loss_last")))
     a["paper_gqa"] = ARMS[name][1]
     a["paper_snli_ve"] = PAPER_ENTAILMENT.get(name)
+    for task in ("vqa", "entailment"):
+      # Validation accuracy per kind, mean over the seeds; runs recorded before the
+      # evaluators had kinds lack it, and then the arm has none.
+      kinds = [r.get(f"{task}_by_kind", {}).get("val") for r in results]
+      if all(kinds):
+        a[f"{task}_val_by_kind"] = {
+          k: float(np.mean([by[k] for by in kinds]))
+          for k in sorted(set.intersection(*map(set, kinds)))
+        }
     arms[name] = a
   return arms
+
+
+def by_kind_table(arms: dict, task: str) -> list[str]:
+  """Markdown rows: arm x kind of question (hypothesis), val accuracy in %; [] if none."""
+  key = f"{task}_val_by_kind"
+  names = [n for n in ARMS if key in arms.get(n, {})]
+  kinds = sorted({k for n in names for k in arms[n][key]})
+  if not kinds:
+    return []
+  out = ["| arm | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 1)]
+  for n in names:
+    cells = [f"{100 * arms[n][key][k]:.1f}" if k in arms[n][key] else "-" for k in kinds]
+    out.append(f"| `{n}` | " + " | ".join(cells) + " |")
+  return out
 
 
 def compare(arms: dict, better: str, worse: str, metric: str = "val_vqa") -> dict:
@@ -185,6 +208,11 @@ def markdown(result: dict) -> list[str]:
       + ("" if check["verdict"] == "holds" else " (the verdicts below are provisional)")
       + f". Gain over the last quarter of the VQA fine-tune (points): {gains or '-'}.",
     ]
+  for task, title in (("vqa", "VQA"), ("entailment", "Entailment")):
+    table = by_kind_table(arms, task)
+    if table:
+      lines += ["", f"{title} val accuracy by kind (%, mean over seeds; jarl/data/shapes.py):"]
+      lines += [""] + table
   lines += ["", "Verdicts (val; one pooled std is the noise band):", ""]
   for claim, v in result["verdicts"].items():
     detail = ""

@@ -80,6 +80,27 @@ def test_runs_are_recorded_once_and_skipped(tmp_path):
   assert arms["jarl"]["val_vqa_std"] == pytest.approx(0.0707107, rel=1e-5)
 
 
+def test_accuracy_by_kind_is_averaged_over_seeds_and_tabled(tmp_path):
+  protocol = paper_accuracy.QUICK
+  for seed, relation in ((0, 0.5), (1, 0.7)):
+    by_kind = {"val": {"count": 0.9, "relation": relation}, "heldout": {}}
+    result = dict(fake_result(seed), entailment_by_kind=by_kind)
+    paper_accuracy.run_file(tmp_path, "jarl", seed, protocol, result)
+  paper_accuracy.run_file(tmp_path, "concat", 0, protocol, fake_result(0))  # no kinds
+  arms = paper_verdicts.summarise(paper_accuracy.collect(tmp_path, protocol))
+  assert arms["jarl"]["entailment_val_by_kind"] == {
+    "count": pytest.approx(0.9),
+    "relation": pytest.approx(0.6),
+  }
+  assert "entailment_val_by_kind" not in arms["concat"] and "vqa_val_by_kind" not in arms["jarl"]
+  assert paper_verdicts.by_kind_table(arms, "entailment") == [
+    "| arm | count | relation |",
+    "|---|---|---|",
+    "| `jarl` | 90.0 | 60.0 |",
+  ]
+  assert paper_verdicts.by_kind_table(arms, "vqa") == []
+
+
 @pytest.mark.parametrize("name", list(paper_accuracy.ARMS))
 def test_every_arm_builds_at_the_protocol(name):
   cfg = paper_accuracy.configs(paper_accuracy.PROTOCOL, paper_accuracy.ARMS[name][0], seed=1)
