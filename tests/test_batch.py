@@ -6,7 +6,7 @@ import train_fixtures
 
 from jarl import batch as batch_lib
 from jarl import sharding, train
-from jarl.data import pipeline
+from jarl.data import pipeline, shapes
 
 TAGS = ("circle", "square", "triangle", "diamond")
 
@@ -66,7 +66,7 @@ def test_the_trainer_compiles_for_the_pipeline_batch():
   }
 
 
-def test_eval_batches_carry_the_data_fields_and_answers_only():
+def test_eval_batches_carry_the_data_fields_answers_and_kinds_only():
   config = train_fixtures.tiny_config(data__tags=TAGS, losses__tag_weight=1.0)
   data = pipeline.make_eval_data(
     config.data,
@@ -76,8 +76,9 @@ def test_eval_batches_carry_the_data_fields_and_answers_only():
     process_count=1,
   )
   batch = next(iter(data))
-  answers = batch.pop("answers")
+  answers, kinds = batch.pop("answers"), batch.pop("kinds")
   assert _layout(batch) == {
     k: (s, np.dtype(d)) for k, (s, d) in batch_lib.data_spec(config.data).items()
   }
   assert list(batch["mask"]) == [True, True, True, False] and len(answers) == 4
+  assert all(k in shapes.QUESTION_TYPES for k in kinds[:3]) and kinds[3] == ""
