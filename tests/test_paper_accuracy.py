@@ -14,6 +14,7 @@ import train_fixtures
 
 from benchmarks import paper_accuracy, paper_verdicts, run_jobs
 from jarl import config_checks
+from jarl.data import shapes
 
 
 def arm(mean, std, seeds=3, metric="val_vqa"):
@@ -132,6 +133,9 @@ def test_quick_accuracy_part(tmp_path):
     assert a["trained"], (name, a)  # the pretraining loss fell
     for key in ("seeds", "val_vqa_mean", "heldout_vqa_std", "val_entailment_mean", "gflops_demo"):
       assert key in a, (name, key)
+    # Per kind of question and hypothesis, from the evaluators' metrics.
+    assert set(a["vqa_val_by_kind"]) <= set(shapes.QUESTION_TYPES) and a["vqa_val_by_kind"]
+    assert set(a["entailment_val_by_kind"]) <= set(shapes.HYPOTHESIS_TYPES)
   assert set(result["verdicts"]) == set(paper_verdicts.verdicts({}))
   assert all(v["verdict"] == "too few seeds" for v in result["verdicts"].values())  # one seed
 
