@@ -21,7 +21,9 @@ A record holds the result dict and what is needed to trust and reproduce it:
     date, machine when and where (platform, CPU, core count, memory, jax and its devices)
     transcribed   absent for a measured record; for a figure copied from older docs, a
                   dict saying from where (the report marks it)
-    result        the benchmark's figures, as it printed them
+    result        the benchmark's figures, as it printed them. A summary of many runs
+                  (data_efficiency, paper_tables) lists their commits under a `commits`
+                  key; the report judges it stale if any of them is
 
 Smoke runs (`args.quick`) and runs with JARL_RECORD=0 (tests) write nothing. JARL_RESULTS_DIR
 redirects the records (default: docs/results in the checkout).

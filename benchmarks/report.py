@@ -6,7 +6,8 @@ r"""Generate docs/results.md from the records in docs/results/*.json (see record
 Each record becomes one section: its figures, the command, settings and config that made
 them, the commit, date and machine. A record is marked *stale* when the code it depends on
 (jarl/, configs/, the benchmark's own modules) changed between its commit and HEAD
-(`git diff --quiet <commit> HEAD -- <depends>`), and *transcribed* when its figures were
+(`git diff --quiet <commit> HEAD -- <depends>`; for a summary of many runs, from each
+run's commit too), and *transcribed* when its figures were
 copied from older docs rather than written by the benchmark. The README's headline table
 (between its `results:begin` / `results:end` markers) is generated here too (HEADLINE).
 """
@@ -132,19 +133,55 @@ def load(directory: pathlib.Path) -> list[dict[str, Any]]:
   return sorted(records, key=lambda r: (rank.get(r["name"], len(ORDER)), r["name"]))
 
 
-def staleness(rec: dict[str, Any]) -> str:
-  """'current', 'stale' or 'unknown commit' (git diff of `depends` from commit to HEAD)."""
-  commit = rec.get("commit")
-  if not commit:
+def run_commits(rec: dict[str, Any]) -> list[str]:
+  """The commits of the runs a many-run record summarises: every leaf under a `commits` key
+  anywhere in its result (data_efficiency's {policy: {seed: commit}}, paper_tables'
+  {arm: {seed: commit}}), sorted and without repeats. A summary written today over runs
+  made on older code is only as current as its oldest run."""
+  found = set()
+
+  def leaves(x: Any) -> None:
+    if isinstance(x, dict):
+      for v in x.values():
+        leaves(v)
+    elif isinstance(x, list):
+      for v in x:
+        leaves(v)
+    elif isinstance(x, str) and x:
+      found.add(x)
+
+  def walk(x: Any) -> None:
+    if isinstance(x, dict):
+      for k, v in x.items():
+        (leaves if k == "commits" else walk)(v)
+    elif isinstance(x, list):
+      for v in x:
+        walk(v)
+
+  walk(rec.get("result", {}))
+  return sorted(found)
+
+
+def staleness(rec: dict[str, Any], root: pathlib.Path = ROOT) -> str:
+  """'current', 'stale' or 'unknown commit': whether `depends` changed (git diff) between
+  HEAD and the record's commit or any of its runs' commits (`run_commits`)."""
+  commits = [rec.get("commit"), *run_commits(rec)]
+  if not all(commits):
     return "unknown commit"
   paths = [p for p in rec.get("depends", []) if p]
-  try:
-    rc = subprocess.run(
-      ("git", "diff", "--quiet", commit, "HEAD", "--", *paths), cwd=ROOT, capture_output=True
-    ).returncode
-  except OSError:
-    return "unknown commit"
-  return {0: "current", 1: "stale"}.get(rc, "unknown commit")
+  worst = "current"
+  for commit in commits:
+    try:
+      rc = subprocess.run(
+        ("git", "diff", "--quiet", commit, "HEAD", "--", *paths), cwd=root, capture_output=True
+      ).returncode
+    except OSError:
+      return "unknown commit"
+    if rc not in (0, 1):
+      return "unknown commit"
+    if rc == 1:
+      worst = "stale"
+  return worst
 
 
 def title(rec: dict[str, Any]) -> str:
@@ -244,7 +281,8 @@ def render(records: list[dict[str, Any]]) -> str:
     "",
     "Every figure here is read from a record written by the command shown with it"
     " (`benchmarks/record.py`). **stale**: code the record depends on changed since its"
-    " commit, so the figure may no longer hold until the command is run again."
+    " commit, or since the commit of one of the runs it summarises, so the figure may no"
+    " longer hold until the command is run again."
     " **transcribed**: copied from the docs of the commit shown (measured on that commit's"
     " code) before records existed; re-running the command replaces it with a measured"
     " record.",
@@ -270,10 +308,12 @@ def render(records: list[dict[str, Any]]) -> str:
       lines += [title(r), ""]
     marks = []
     if status[r["name"]] == "stale":
-      marks.append(
-        f"**stale**: `{', '.join(r.get('depends', []))}` changed since "
-        f"`{(r.get('commit') or '?')[:7]}`."
-      )
+      since = f"`{(r.get('commit') or '?')[:7]}`"
+      if run_commits(r):
+        since += (
+          " or one of its runs' commits (" + ", ".join(f"`{c[:7]}`" for c in run_commits(r)) + ")"
+        )
+      marks.append(f"**stale**: `{', '.join(r.get('depends', []))}` changed since {since}.")
     elif status[r["name"]] == "unknown commit":
       marks.append("**unknown commit**: its commit is not in this repository's history.")
     if r.get("transcribed"):
