@@ -236,6 +236,8 @@ def accuracy_summary(protocol, runs_dir: pathlib.Path) -> dict:
     protocol=dataclasses.asdict(protocol),
     reference=pa.REFERENCE,
     arms=arms,
+    # Each run's commit (the report judges the summary by its oldest run).
+    commits={name: {str(r["seed"]): r["commit"] for r in rs} for name, rs in runs.items()},
     protocol_check=paper_verdicts.protocol_check(arms, runs),
     verdicts=paper_verdicts.verdicts(arms),
   )

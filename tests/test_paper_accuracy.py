@@ -136,6 +136,7 @@ def test_quick_accuracy_part(tmp_path):
     # Per kind of question and hypothesis, from the evaluators' metrics.
     assert set(a["vqa_val_by_kind"]) <= set(shapes.QUESTION_TYPES) and a["vqa_val_by_kind"]
     assert set(a["entailment_val_by_kind"]) <= set(shapes.HYPOTHESIS_TYPES)
+  assert all(list(result["commits"][name]) == ["0"] for name in paper_accuracy.ARMS)
   assert set(result["verdicts"]) == set(paper_verdicts.verdicts({}))
   assert all(v["verdict"] == "too few seeds" for v in result["verdicts"].values())  # one seed
 
