@@ -308,11 +308,9 @@ def render(records: list[dict[str, Any]]) -> str:
       lines += [title(r), ""]
     marks = []
     if status[r["name"]] == "stale":
-      since = f"`{(r.get('commit') or '?')[:7]}`"
-      if run_commits(r):
-        since += (
-          " or one of its runs' commits (" + ", ".join(f"`{c[:7]}`" for c in run_commits(r)) + ")"
-        )
+      since, runs = f"`{(r.get('commit') or '?')[:7]}`", run_commits(r)
+      if runs:
+        since += " or one of its runs' commits (" + ", ".join(f"`{c[:7]}`" for c in runs) + ")"
       marks.append(f"**stale**: `{', '.join(r.get('depends', []))}` changed since {since}.")
     elif status[r["name"]] == "unknown commit":
       marks.append("**unknown commit**: its commit is not in this repository's history.")
