@@ -105,13 +105,10 @@ HEADLINE = (
 # Sections in this order (cost, speed, accuracy, the demo runs, planning); others follow A-Z.
 ORDER = (
   "paper_tables",
-  "flops_parts_base",
-  "flops_demo_stem",
-  "flops_elip_base",
+  "flops_parts",
   "step_throughput",
-  "input_pipeline",
+  "input_pipeline_demo",
   "pipeline_workers",
-  "pipeline_inspect_demo",
   "scaling",
   "fusion_quality",
   "method_comparison",

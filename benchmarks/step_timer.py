@@ -41,8 +41,10 @@ PEAK_BF16 = {
 }
 
 
-def time_train_step(config, steps=20, warmup=2):
-  """Median seconds of one train step and its FLOPs (XLA cost analysis, all devices)."""
+def compile_train_step(config):
+  """(step, flops): `step()` runs one compiled train step on a fixed synthetic batch and
+  waits for it; flops are its XLA cost analysis over all devices. The state is kept
+  between calls, so several configs can be compiled first and timed interleaved."""
   mesh = sharding.make_mesh(config.mesh)
   with jax.set_mesh(mesh):
     trainer = train.make_trainer(config, mesh)
@@ -51,17 +53,34 @@ def time_train_step(config, steps=20, warmup=2):
       batch_lib.synthetic_batch(config, config.global_batch_size), trainer.batch_sharding
     )
     compiled = trainer.step_fn.lower(state, batch).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", 0.0)) * mesh.size
-    times = []
-    for i in range(warmup + steps):
-      start = time.perf_counter()
-      state, metrics = compiled(state, batch)
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  carry = [state]
+
+  def step():
+    with jax.set_mesh(mesh):
+      carry[0], metrics = compiled(carry[0], batch)
       jax.block_until_ready(metrics["loss"])
-      if i >= warmup:
-        times.append(time.perf_counter() - start)
-  return statistics.median(times), flops
+
+  return step, float(cost.get("flops", 0.0)) * mesh.size
+
+
+def median_seconds(step, steps: int) -> float:
+  """Median wall seconds of `steps` calls of `step`."""
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def time_train_step(config, steps=20, warmup=2):
+  """Median seconds of one train step and its FLOPs (XLA cost analysis, all devices)."""
+  step, flops = compile_train_step(config)
+  for _ in range(warmup):
+    step()
+  return median_seconds(step, steps), flops
 
 
 def matmul_flops_per_sec(n=None, repeats=10):

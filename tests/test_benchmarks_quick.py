@@ -230,3 +230,32 @@ def test_pipeline_workers_quick():
   for kind in result["data"].values():
     assert set(kind["examples_per_sec"]) == {"0", "2"} and kind["speedup"]["0"] == 1.0
     assert all(r > 0 for r in kind["examples_per_sec"].values())
+
+
+@pytest.mark.slow  # not ci: ~20 compiles (~1 min idle); tests/test_flops.py covers the parts
+def test_flops_parts_quick():
+  result = run_quick("benchmarks.flops_parts")
+  assert result["size"] == result["stem_size"] == "tiny"
+  parts = ("vision_gflops", "text_gflops", "fusion_gflops", "decoder_gflops")
+  for name, row in result["fusions"].items():
+    assert sum(row[p] for p in parts) == pytest.approx(row["forward_gflops"], rel=1e-6), name
+    assert 0 < row["forward_gflops"] < row["train_gflops"] and row["params_millions"] > 0
+  fusions, pruning = result["fusions"], result["vision_pruning"]
+  assert result["jarl_over_concat_forward"] == pytest.approx(
+    fusions["jarl"]["forward_gflops"] / fusions["concat"]["forward_gflops"]
+  )
+  assert pruning["none"]["forward_gflops"] == fusions["jarl"]["forward_gflops"]
+  # Pruning tokens inside the ViT cuts its FLOPs; the conv stem costs more than the patch one.
+  assert result["elip_over_none_vision"] < 1 and result["conv_over_patch_forward"] > 1
+
+
+@pytest.mark.slow  # not ci: two 8-device train-step compiles in subprocesses (~1 min idle)
+def test_plan_pod_quick():
+  result = run_quick("benchmarks.plan_pod")
+  assert result["devices"] == 8 and len(result["rows"]) == 2
+  data, fsdp = result["rows"]["tiny data:8 batch 16"], result["rows"]["tiny data:4,fsdp:2 batch 16"]
+  for row in (data, fsdp):
+    assert row["fits"] and row["total_gib"] >= row["params_gib"] + row["optimizer_gib"] > 0
+  # FSDP over 2 halves each device's parameter and optimizer shards.
+  assert fsdp["params_gib"] == pytest.approx(data["params_gib"] / 2, rel=0.05)
+  assert fsdp["optimizer_gib"] == pytest.approx(data["optimizer_gib"] / 2, rel=0.05)
