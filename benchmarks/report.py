@@ -270,7 +270,9 @@ def anchor(name: str) -> str:
   return name.lower()
 
 
-def render(records: list[dict[str, Any]]) -> str:
+def render(records: list[dict[str, Any]], status: dict[str, str]) -> str:
+  """docs/results.md: an index, then each record's section; `status`: each record's
+  `staleness`, by name."""
   lines = [
     "# Results",
     "",
@@ -285,7 +287,6 @@ def render(records: list[dict[str, Any]]) -> str:
     " record.",
     "",
   ]
-  status = {r["name"]: staleness(r) for r in records}
   index = []
   for r in records:
     marks = [status[r["name"]]] + (["transcribed"] if r.get("transcribed") else [])
@@ -363,8 +364,9 @@ def lookup(result: dict[str, Any], key: str) -> str:
   return fmt(node[leaf]) + (f" ± {fmt(node[std])}" if std and std in node else "")
 
 
-def headline(records: list[dict[str, Any]]) -> list[str]:
-  """The README's results table, each value linked to its record in docs/results.md."""
+def headline(records: list[dict[str, Any]], status: dict[str, str]) -> list[str]:
+  """The README's results table, each value linked to its record in docs/results.md;
+  `status`: each record's `staleness`, by name."""
   by_name = {r["name"]: r for r in records}
   rows = []
   for what, cells in HEADLINE:
@@ -380,7 +382,7 @@ def headline(records: list[dict[str, Any]]) -> list[str]:
       r = by_name.get(name, {})
       flags = [
         f
-        for f in (staleness(r) if r else "missing", "transcribed" if r.get("transcribed") else "")
+        for f in (status.get(name, "missing"), "transcribed" if r.get("transcribed") else "")
         if f and f != "current"
       ]
       marks.append(
@@ -394,13 +396,13 @@ def headline(records: list[dict[str, Any]]) -> list[str]:
   )
 
 
-def with_headline(readme: str, records: list[dict[str, Any]]) -> str:
+def with_headline(readme: str, records: list[dict[str, Any]], status: dict[str, str]) -> str:
   """README text with the block between the markers regenerated (unchanged without them)."""
   if BEGIN not in readme or END not in readme:
     return readme
   head, rest = readme.split(BEGIN, 1)
   _, tail = rest.split(END, 1)
-  return head + "\n".join(headline(records)) + tail
+  return head + "\n".join(headline(records, status)) + tail
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -410,9 +412,10 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--check", action="store_true", help="fail if --out is out of date")
   args = parser.parse_args(argv)
   records = load(pathlib.Path(args.results))
-  outputs = {pathlib.Path(args.out): render(records)}
+  status = {r["name"]: staleness(r) for r in records}  # git diffs: once per record
+  outputs = {pathlib.Path(args.out): render(records, status)}
   if README.exists():
-    outputs[README] = with_headline(README.read_text(), records)
+    outputs[README] = with_headline(README.read_text(), records, status)
   if args.check:
     stale = [p for p, text in outputs.items() if not p.exists() or p.read_text() != text]
     for path in stale:
