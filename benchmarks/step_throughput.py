@@ -46,7 +46,10 @@ def main():
   kind, peak = chip_peak()
   peak = peak * devices if peak else None
   fusions = ("jarl", "co_tokenization", "concat")
-  batch, compiled = None, {}
+  batch = args.batch_size or (
+    8 if args.quick else pretrain.get_config(args.variant).global_batch_size
+  )
+  step_fns, step_flops = {}, {}
   # co_tokenization with the demo's earlier fusion settings where the variant is the demo
   # (8 joint tokens, the decoder reading them): the demo's fusion until it became jarl.
   for fusion in fusions:
@@ -54,18 +57,17 @@ def main():
     config.model.fusion.type = fusion
     if fusion == "co_tokenization" and args.variant == "demo":
       config.model.fusion.update(num_tokens=8, memory="fused")
-    config.global_batch_size = args.batch_size or (8 if args.quick else config.global_batch_size)
-    batch = config.global_batch_size
-    compiled[fusion] = compile_train_step(config)
+    config.global_batch_size = batch
+    step_fns[fusion], step_flops[fusion] = compile_train_step(config)
     for _ in range(2):  # warm-up: the first calls allocate and settle
-      compiled[fusion][0]()
+      step_fns[fusion]()
   per_round = {f: [] for f in fusions}
   for r in range(rounds):
     for fusion in fusions[r % 3 :] + fusions[: r % 3]:
-      per_round[fusion].append(median_seconds(compiled[fusion][0], steps))
+      per_round[fusion].append(median_seconds(step_fns[fusion], steps))
   results = {}
   for fusion in fusions:
-    seconds, flops = statistics.median(per_round[fusion]), compiled[fusion][1]
+    seconds, flops = statistics.median(per_round[fusion]), step_flops[fusion]
     results[fusion] = dict(
       examples_per_sec=batch / seconds,
       step_ms=1e3 * seconds,
